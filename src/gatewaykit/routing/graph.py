@@ -1,0 +1,786 @@
+"""The router as a LangGraph graph: one node, ``attempt``, that loops until an answer or a verdict.
+
+Each execution of the node is one call to one deployment, so every attempt is a visible step in
+traces and in ``graph.stream(stream_mode="updates")``. Inside an attempt:
+
+1. **resolve** the alias (``model_group_alias``) — done once in :meth:`RouterEngine.start`;
+2. **admit**: drop deployments that are cooling down, lack a needed capability, cannot fit the
+   prompt, have no rpm/tpm/parallel headroom, or do not match the request's tags; keep the
+   best ``order``;
+3. **pick** with the configured strategy, then reserve headroom atomically in the store;
+4. **call** the deployment (its SDK retries off: this graph is the one retry owner);
+5. on error **classify** and decide: retry in the group (backoff honouring Retry-After, capped),
+   cool the deployment down, or move to the fallback group that the error kind selects — within
+   one attempt budget and one wall-clock deadline, never entering a group twice.
+
+When every deployment of a group is cooling down the attempt waits for the earliest to recover,
+if that happens before the deadline, instead of failing at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypedDict
+
+from langchain_core.messages import BaseMessage
+from langchain_core.outputs import ChatResult
+from langchain_core.runnables import RunnableLambda
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import Command
+
+from gatewaykit.chat_model import GatewayChatModel
+from gatewaykit.config import Deployment, GatewayConfig, load_config
+from gatewaykit.errors import GatewayError, NoDeploymentAvailable, translate
+from gatewaykit.routing import strategies as st
+from gatewaykit.routing.health import CooldownPolicy, RetryPolicy, cooldown_for, is_available
+from gatewaykit.routing.store import InMemoryStore, Outcome, StateStore
+from gatewaykit.routing.transport import LeanTransport, can_use_lean_path
+
+__all__ = [
+    "AttemptRecord",
+    "RouteRequest",
+    "RouterEngine",
+    "RouterState",
+    "build_router_graph",
+]
+
+# Errors that say something about the deployment's health (others are the caller's doing).
+HEALTH_KINDS = frozenset(
+    {
+        "upstream",
+        "timeout",
+        "connection",
+        "rate_limited",
+        "authentication",
+        "not_found",
+        "access_denied",
+        "no_deployment",
+        "stream_interrupted",
+    }
+)
+# Errors no other model group can fix: the same guardrail or the caller's own budget.
+_NO_FALLBACK_KINDS = frozenset({"guardrail"})
+_CALLER_BUDGET_SCOPES = frozenset({"key", "team", "user", "end_user", "global", None})
+_FALLBACK_KIND = {"context_window": "context_window", "content_policy": "content_policy"}
+
+
+@dataclass(slots=True)
+class AttemptRecord:
+    """One call to one deployment, as shown in ``response_metadata["routing"]["attempts"]``."""
+
+    deployment: str
+    group: str
+    ok: bool
+    latency_ms: float
+    kind: str | None = None
+    status: int | None = None
+    error: str | None = None
+    waited_ms: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "deployment": self.deployment,
+            "group": self.group,
+            "ok": self.ok,
+            "latency_ms": round(self.latency_ms, 3),
+        }
+        if not self.ok:
+            d.update(kind=self.kind, status=self.status, error=self.error)
+        if self.waited_ms:
+            d["waited_ms"] = round(self.waited_ms, 3)
+        return d
+
+
+@dataclass(slots=True)
+class RouteRequest:
+    """What is being asked, fixed for the whole request."""
+
+    alias: str
+    messages: list[BaseMessage]
+    stop: list[str] | None
+    kwargs: dict[str, Any]
+    stream: bool
+    tags: tuple[str, ...]
+    needs: frozenset[str]
+    input_tokens: int
+    started: float
+    deadline: float
+    max_attempts: int
+    fallbacks_allowed: bool = True
+    on_chunk: Callable[[Any], None] | None = None
+
+
+class RouterState(TypedDict, total=False):
+    """Graph state: the request, where it is, and how it ended."""
+
+    request: RouteRequest
+    group: str
+    visited: list[str]
+    retries: int
+    attempts: list[AttemptRecord]
+    result: ChatResult | None
+    error: BaseException | None
+    served: Deployment | None
+    waited_s: float
+    done: bool
+
+
+@dataclass(slots=True)
+class _Pick:
+    deployment: Deployment
+
+
+@dataclass(slots=True)
+class _Wait:
+    seconds: float
+
+
+@dataclass(slots=True)
+class _Exhausted:
+    kind: str
+    reasons: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Next:
+    """What the node does after a failed call."""
+
+    action: Literal["retry", "fallback", "fail"]
+    sleep: float = 0.0
+
+
+class RouterEngine:
+    """The decisions behind the graph: admission, choice, retries, cooldowns, fallbacks.
+
+    Holds no per-request state (that lives in :class:`RouterState`) and no per-deployment state
+    (that lives in the :class:`~gatewaykit.routing.store.StateStore`), so one engine serves any
+    number of concurrent requests.
+
+    Example::
+
+        engine = RouterEngine(GatewayConfig.from_yaml("config.yaml"))
+        graph = build_router_graph(engine)
+    """
+
+    def __init__(
+        self,
+        config: GatewayConfig | str | Mapping[str, Any],
+        *,
+        store: StateStore | None = None,
+        strategy: str | None = None,
+        strategy_args: Mapping[str, Any] | None = None,
+        retry: RetryPolicy | None = None,
+        cooldown: CooldownPolicy | None = None,
+        max_attempts: int | None = None,
+        timeout: float | None = None,
+        transport: LeanTransport | None = None,
+        lean: bool = True,
+        model_overrides: Mapping[str, Any] | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.config = cfg = load_config(config)
+        rs = cfg.router
+        self.store: StateStore = store if store is not None else InMemoryStore()
+        self.strategy = st.make_strategy(
+            strategy or rs.routing_strategy, strategy_args or rs.routing_strategy_args
+        )
+        self.retry = retry or RetryPolicy.from_litellm(
+            rs.num_retries if rs.num_retries is not None else 2, rs.retry_policy
+        )
+        if rs.retry_after:
+            self.retry = _replace(self.retry, min_retry_after=float(rs.retry_after))
+        self.cooldown = cooldown or CooldownPolicy(
+            cooldown_time=rs.cooldown_time if rs.cooldown_time is not None else 5.0,
+            allowed_fails=rs.allowed_fails,
+            disabled=bool(rs.extra.get("disable_cooldowns", False)),
+        )
+        configured_max = rs.extra.get("max_attempts")
+        self.max_attempts = int(
+            max_attempts or configured_max or min(20, max(3, (self.retry.num_retries + 1) * 3))
+        )
+        self.timeout = float(timeout or rs.timeout or 600.0)
+        self.tag_filtering = rs.enable_tag_filtering
+        self.transport = transport if transport is not None else (LeanTransport() if lean else None)
+        self.model_overrides = dict(model_overrides or {})
+        self.rng = random.Random(seed)
+        self._models: dict[str, GatewayChatModel] = {}
+        self._groups: dict[str, tuple[Deployment, ...]] = {}
+        self._group_needs_tokens: dict[str, bool] = {}
+
+    # ------------------------------------------------------------------ setup per request
+
+    def group(self, name: str) -> tuple[Deployment, ...]:
+        deps = self._groups.get(name)
+        if deps is None:
+            deps = self._groups[name] = tuple(self.config.group(name))
+            self._group_needs_tokens[name] = any(d.max_input_tokens or d.tpm for d in deps)
+        return deps
+
+    def model_for(self, dep: Deployment) -> GatewayChatModel:
+        """The deployment's chat model, built on first use (a missing env var fails only then)."""
+        model = self._models.get(dep.id)
+        if model is None:
+            overrides: dict[str, Any] = {"max_retries": 0, **self.model_overrides}
+            if dep.provider == "litellm_proxy":
+                # The proxy behind must not retry or fall back on its own: this graph decides.
+                overrides.setdefault("num_retries", 0)
+                overrides.setdefault("disable_fallbacks", True)
+            model = GatewayChatModel.from_deployment(dep, config=self.config, **overrides)
+            self._models[dep.id] = model
+        return model
+
+    def start(
+        self,
+        alias: str,
+        messages: list[BaseMessage],
+        stop: list[str] | None,
+        kwargs: dict[str, Any],
+        *,
+        stream: bool,
+        tags: Sequence[str] = (),
+        deadline_s: float | None = None,
+        on_chunk: Callable[[Any], None] | None = None,
+    ) -> RouterState:
+        group = self.config.resolve_group(alias)
+        self.group(group)
+        now = time.monotonic()
+        needs = _needs(messages, kwargs)
+        tokens = (
+            _estimate_tokens(messages)
+            if self._group_needs_tokens.get(group)
+            or any(
+                self._needs_tokens(g) for g in self.config.fallback_chain(group, "context_window")
+            )
+            else 0
+        )
+        request = RouteRequest(
+            alias=alias,
+            messages=messages,
+            stop=stop,
+            kwargs=kwargs,
+            stream=stream,
+            tags=tuple(tags),
+            needs=needs,
+            input_tokens=tokens,
+            started=now,
+            deadline=now + (deadline_s if deadline_s is not None else self.timeout),
+            max_attempts=self.max_attempts,
+            fallbacks_allowed=not kwargs.get("disable_fallbacks", False),
+            on_chunk=on_chunk,
+        )
+        return RouterState(
+            request=request,
+            group=group,
+            visited=[group],
+            retries=0,
+            attempts=[],
+            result=None,
+            error=None,
+            served=None,
+            waited_s=0.0,
+            done=False,
+        )
+
+    def _needs_tokens(self, group: str) -> bool:
+        self.group(group)
+        return self._group_needs_tokens.get(group, False)
+
+    # ------------------------------------------------------------------ admit + pick
+
+    def choose(self, state: RouterState, now: float) -> _Pick | _Wait | _Exhausted:
+        req = state["request"]
+        deps = self.group(state["group"])
+        views = self.store.view([d.id for d in deps], now)
+        reasons: dict[str, str] = {}
+        temporary_until: list[float] = []
+        candidates: list[Deployment] = []
+        for d in deps:
+            s = views[d.id]
+            ok, why = is_available(s, now)
+            if not ok:
+                reasons[d.id] = why
+                temporary_until.append(s.cooldown_until if s.cooldown_until > now else now + 0.05)
+                continue
+            candidates.append(d)
+        if candidates and self.tag_filtering:
+            kept = st.by_tags(candidates, req.tags, enabled=True)
+            for d in candidates:
+                if d not in kept:
+                    reasons[d.id] = (
+                        f"tags {list(d.tags)} do not match request tags {list(req.tags)}"
+                    )
+            candidates = kept
+        if candidates and req.needs:
+            kept = st.by_capabilities(candidates, req.needs)
+            for d in candidates:
+                if d not in kept:
+                    reasons[d.id] = f"lacks a needed capability ({', '.join(sorted(req.needs))})"
+            candidates = kept
+        context_excluded = False
+        if candidates and req.input_tokens:
+            kept = st.by_context_window(candidates, req.input_tokens)
+            if len(kept) < len(candidates):
+                context_excluded = not kept
+                for d in candidates:
+                    if d not in kept:
+                        reasons[d.id] = (
+                            f"~{req.input_tokens} input tokens exceed max_input_tokens "
+                            f"{d.max_input_tokens}"
+                        )
+            candidates = kept
+        if candidates:
+            kept = st.by_headroom(candidates, views, now, req.input_tokens)
+            for d in candidates:
+                if d not in kept:
+                    reasons[d.id] = "no rpm/tpm/parallel headroom in this window"
+                    temporary_until.append(views[d.id].window_start + 60.0)
+            candidates = kept
+        while candidates:
+            ordered = st.by_order(candidates)
+            dep = self.strategy.pick(
+                ordered,
+                views,
+                rng=self.rng,
+                stream=req.stream,
+                input_tokens=req.input_tokens,
+                now=now,
+            )
+            adm = self.store.acquire(
+                dep.id,
+                now,
+                rpm=dep.rpm,
+                tpm=dep.tpm,
+                tokens=req.input_tokens,
+                max_parallel=dep.max_parallel_requests,
+                trial=views[dep.id].half_open,
+            )
+            if adm.ok:
+                return _Pick(dep)
+            reasons[dep.id] = adm.reason
+            temporary_until.append(adm.retry_at)
+            candidates = [c for c in candidates if c.id != dep.id]
+        if context_excluded:
+            return _Exhausted("context_window", reasons)
+        if temporary_until and len(temporary_until) >= len(reasons):
+            earliest = max(now, min(temporary_until))
+            if earliest < req.deadline:
+                return _Wait(earliest - now)
+        return _Exhausted("no_deployment", reasons)
+
+    def has_other_available(self, state: RouterState, exclude: str, now: float) -> bool:
+        deps = self.group(state["group"])
+        if len(deps) < 2:
+            return False
+        views = self.store.view([d.id for d in deps if d.id != exclude], now)
+        return any(is_available(s, now)[0] for s in views.values())
+
+    # ------------------------------------------------------------------ outcomes
+
+    def call_kwargs(self, req: RouteRequest, now: float) -> dict[str, Any]:
+        kwargs = req.kwargs
+        remaining = req.deadline - now
+        if remaining < 600 and "timeout" not in kwargs:
+            kwargs = {**kwargs, "timeout": max(0.001, remaining)}
+        return kwargs
+
+    def on_success(
+        self, state: RouterState, dep: Deployment, result: ChatResult, started: float
+    ) -> RouterState:
+        now = time.monotonic()
+        latency = now - started
+        usage = _usage_tokens(result)
+        cost = _cost(dep, result)
+        self.store.release(
+            dep.id,
+            now,
+            Outcome(
+                ok=True,
+                latency_s=latency,
+                tokens=usage,
+                reserved_tokens=state["request"].input_tokens,
+                cost=cost,
+            ),
+        )
+        state["attempts"].append(AttemptRecord(dep.id, state["group"], True, latency * 1000))
+        state["result"] = result
+        state["served"] = dep
+        state["done"] = True
+        return state
+
+    def on_failure(
+        self, state: RouterState, dep: Deployment, exc: BaseException, started: float
+    ) -> _Next:
+        now = time.monotonic()
+        err = translate(exc, deployment=dep.id, model_group=dep.model_name)
+        if not isinstance(err, GatewayError):
+            # Not a gateway failure (a bug, a cancelled task): never disguise it as one.
+            self.store.release(dep.id, now, Outcome(ok=False, counts_as_failure=False))
+            raise exc
+        kind = err.kind
+        req = state["request"]
+        group_size = len(self.group(state["group"]))
+        counts = kind in HEALTH_KINDS
+        after = self.store.release(
+            dep.id,
+            now,
+            Outcome(
+                ok=False,
+                latency_s=now - started,
+                kind=kind,
+                status=err.status,
+                counts_as_failure=counts,
+                reserved_tokens=req.input_tokens,
+                stream=req.stream,
+            ),
+        )
+        if counts:
+            cool = cooldown_for(
+                self.cooldown,
+                after,
+                kind=kind,
+                status=err.status,
+                retry_after=err.retry_after,
+                group_size=group_size,
+                deployment_cooldown=dep.cooldown_time,
+            )
+            if cool:
+                self.store.cool_down(dep.id, now + cool, f"{kind} {err.status or ''}".strip())
+        state["attempts"].append(
+            AttemptRecord(
+                dep.id,
+                state["group"],
+                False,
+                (now - started) * 1000,
+                kind=kind,
+                status=err.status,
+                error=str(err)[:300],
+            )
+        )
+        state["error"] = err
+        if len(state["attempts"]) >= req.max_attempts or now >= req.deadline:
+            return _Next("fail")
+        if kind == "stream_interrupted":
+            return _Next("fail")  # tokens were delivered: never continue silently
+        if self.retry.is_retryable(kind) and state["retries"] < self.retry.retries_for(kind):
+            wait = self.retry.backoff(
+                state["retries"],
+                retry_after=err.retry_after,
+                rng=self.rng,
+                other_deployment_available=self.has_other_available(state, dep.id, now),
+            )
+            if now + wait < req.deadline:
+                state["retries"] += 1
+                return _Next("retry", wait)
+        return _Next("fallback")
+
+    def fallback(self, state: RouterState, kind: str) -> bool:
+        """Move to the next fallback group for this error kind; False when there is none."""
+        req = state["request"]
+        err = state.get("error")
+        if not req.fallbacks_allowed or kind in _NO_FALLBACK_KINDS:
+            return False
+        if kind == "budget_exceeded" and getattr(err, "scope", None) in _CALLER_BUDGET_SCOPES:
+            return False
+        if len(state["visited"]) - 1 >= self.config.router.max_fallbacks:
+            return False
+        chain_kind = _FALLBACK_KIND.get(kind, "general")
+        for target in self.config.fallback_chain(state["group"], chain_kind):  # type: ignore[arg-type]
+            group = self.config.resolve_group(target)
+            if group in state["visited"]:
+                continue  # no loops: a group is entered at most once per request
+            state["visited"].append(group)
+            state["group"] = group
+            state["retries"] = 0
+            return True
+        return False
+
+    def exhausted(self, state: RouterState, ex: _Exhausted) -> None:
+        """No deployment of the current group can take the request right now."""
+        req = state["request"]
+        if state.get("error") is None or ex.kind == "context_window":
+            if ex.kind == "context_window":
+                from gatewaykit.errors import ContextWindowExceeded
+
+                state["error"] = ContextWindowExceeded(
+                    f"no deployment of {state['group']!r} has a context window large enough for "
+                    f"~{req.input_tokens} input tokens",
+                    model_group=state["group"],
+                )
+            else:
+                state["error"] = NoDeploymentAvailable(
+                    f"no deployment of {state['group']!r} is available: "
+                    + "; ".join(f"{k}: {v}" for k, v in ex.reasons.items()),
+                    model_group=state["group"],
+                    reasons=ex.reasons,
+                )
+        elif isinstance(state["error"], GatewayError) and ex.reasons:
+            prev = state["error"]
+            if isinstance(prev, NoDeploymentAvailable):
+                prev.reasons.update(ex.reasons)
+
+    def finish_error(self, state: RouterState) -> BaseException:
+        err = state.get("error") or NoDeploymentAvailable(
+            f"model {state['request'].alias!r} could not be served", model_group=state["group"]
+        )
+        if isinstance(err, GatewayError):
+            err.routing = self.routing_metadata(state)  # type: ignore[attr-defined]
+        if isinstance(err, NoDeploymentAvailable):
+            err.attempts = [a.as_dict() for a in state["attempts"]]
+        return err
+
+    def routing_metadata(self, state: RouterState) -> dict[str, Any]:
+        req = state["request"]
+        served = state.get("served")
+        result = state.get("result")
+        meta: dict[str, Any] = {
+            "model": req.alias,
+            "group": state["group"],
+            "deployment": served.id if served else None,
+            "attempts": [a.as_dict() for a in state["attempts"]],
+            "fallbacks": state["visited"][1:],
+            "latency_ms": round((time.monotonic() - req.started) * 1000, 3),
+        }
+        if state.get("waited_s"):
+            meta["waited_ms"] = round(state["waited_s"] * 1000, 3)
+        if served is not None and result is not None:
+            meta["cost"] = _cost(served, result)
+        return meta
+
+
+# ---------------------------------------------------------------------- the node
+
+
+def _attempt_sync(engine: RouterEngine, state: RouterState) -> RouterState:
+    while True:
+        now = time.monotonic()
+        choice = engine.choose(state, now)
+        if isinstance(choice, _Wait):
+            time.sleep(choice.seconds)
+            state["waited_s"] = state.get("waited_s", 0.0) + choice.seconds
+            continue
+        if isinstance(choice, _Exhausted):
+            engine.exhausted(state, choice)
+            if engine.fallback(state, choice.kind):
+                continue
+            state["done"] = True
+            return state
+        dep = choice.deployment
+        req = state["request"]
+        started = time.monotonic()
+        try:
+            model = engine.model_for(dep)
+            kwargs = engine.call_kwargs(req, started)
+            if req.stream:
+                result = _collect_stream_sync(model, req, kwargs)
+            elif engine.transport is not None and can_use_lean_path(kwargs):
+                result = engine.transport.generate(model, req.messages, req.stop, **kwargs)
+            else:
+                result = model._generate(req.messages, stop=req.stop, **kwargs)
+        except Exception as exc:
+            nxt = engine.on_failure(state, dep, exc, started)
+            return _after_failure_sync(engine, state, nxt)
+        return engine.on_success(state, dep, result, started)
+
+
+def _after_failure_sync(engine: RouterEngine, state: RouterState, nxt: _Next) -> RouterState:
+    if nxt.action == "retry":
+        if nxt.sleep:
+            time.sleep(nxt.sleep)
+        return state
+    err = state.get("error")
+    if nxt.action == "fallback" and engine.fallback(state, getattr(err, "kind", "upstream")):
+        return state
+    state["done"] = True
+    return state
+
+
+async def _attempt_async(engine: RouterEngine, state: RouterState) -> RouterState:
+    while True:
+        now = time.monotonic()
+        choice = engine.choose(state, now)
+        if isinstance(choice, _Wait):
+            await asyncio.sleep(choice.seconds)
+            state["waited_s"] = state.get("waited_s", 0.0) + choice.seconds
+            continue
+        if isinstance(choice, _Exhausted):
+            engine.exhausted(state, choice)
+            if engine.fallback(state, choice.kind):
+                continue
+            state["done"] = True
+            return state
+        dep = choice.deployment
+        req = state["request"]
+        started = time.monotonic()
+        try:
+            model = engine.model_for(dep)
+            kwargs = engine.call_kwargs(req, started)
+            if req.stream:
+                result = await _collect_stream_async(model, req, kwargs)
+            elif engine.transport is not None and can_use_lean_path(kwargs):
+                result = await engine.transport.agenerate(model, req.messages, req.stop, **kwargs)
+            else:
+                result = await model._agenerate(req.messages, stop=req.stop, **kwargs)
+        except Exception as exc:
+            nxt = engine.on_failure(state, dep, exc, started)
+            if nxt.action == "retry":
+                if nxt.sleep:
+                    await asyncio.sleep(nxt.sleep)
+                return state
+            return _after_failure_sync(engine, state, nxt)
+        return engine.on_success(state, dep, result, started)
+
+
+def _collect_stream_sync(
+    model: GatewayChatModel, req: RouteRequest, kwargs: dict[str, Any]
+) -> ChatResult:
+    from langchain_core.outputs import ChatGeneration
+
+    final = None
+    for chunk in model._stream(req.messages, stop=req.stop, **kwargs):
+        if req.on_chunk is not None:
+            req.on_chunk(chunk)
+        final = chunk if final is None else final + chunk
+    if final is None:
+        from gatewaykit.errors import UpstreamError
+
+        raise UpstreamError(
+            "the deployment's stream carried no answer", deployment=model.deployment_id
+        )
+    return ChatResult(
+        generations=[ChatGeneration(message=final.message, generation_info=final.generation_info)]
+    )
+
+
+async def _collect_stream_async(
+    model: GatewayChatModel, req: RouteRequest, kwargs: dict[str, Any]
+) -> ChatResult:
+    from langchain_core.outputs import ChatGeneration
+
+    final = None
+    async for chunk in model._astream(req.messages, stop=req.stop, **kwargs):
+        if req.on_chunk is not None:
+            req.on_chunk(chunk)
+        final = chunk if final is None else final + chunk
+    if final is None:
+        from gatewaykit.errors import UpstreamError
+
+        raise UpstreamError(
+            "the deployment's stream carried no answer", deployment=model.deployment_id
+        )
+    return ChatResult(
+        generations=[ChatGeneration(message=final.message, generation_info=final.generation_info)]
+    )
+
+
+def build_router_graph(
+    config: GatewayConfig | RouterEngine | str | Mapping[str, Any], **engine_kwargs: Any
+) -> Any:
+    """Compile the router graph for a config (or an existing engine).
+
+    Input is a :class:`RouterState` made by :meth:`RouterEngine.start`; the output state holds
+    ``result`` or ``error`` and every attempt.
+
+    Example::
+
+        engine = RouterEngine("config.yaml")
+        graph = build_router_graph(engine)
+        out = await graph.ainvoke(engine.start("claude-sonnet", msgs, None, {}, stream=False))
+    """
+    engine = config if isinstance(config, RouterEngine) else RouterEngine(config, **engine_kwargs)
+
+    # Each node run is one attempt; the node says where to go next with a Command, which
+    # costs less per step than a conditional edge (the happy path is a single step).
+    def attempt(state: RouterState) -> Command[str]:
+        out = _attempt_sync(engine, state)
+        return Command(goto=END if out.get("done") else "attempt", update=out)
+
+    async def aattempt(state: RouterState) -> Command[str]:
+        out = await _attempt_async(engine, state)
+        return Command(goto=END if out.get("done") else "attempt", update=out)
+
+    builder = StateGraph(RouterState)
+    builder.add_node("attempt", _node(attempt, aattempt), destinations=("attempt", END))
+    builder.add_edge(START, "attempt")
+    graph = builder.compile(name="gatewaykit-router")
+    graph.engine = engine  # type: ignore[attr-defined]
+    return graph
+
+
+def _node(func: Callable[..., Any], afunc: Callable[..., Any]) -> Any:
+    """A node with sync and async bodies, as LangGraph itself wraps plain functions."""
+    try:
+        from langgraph._internal._runnable import RunnableCallable
+    except ImportError:  # pragma: no cover - layout changed: the public (slower) equivalent
+        return RunnableLambda(func, afunc=afunc, name="attempt")
+    return RunnableCallable(func, afunc, name="attempt")
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _replace(policy: RetryPolicy, **changes: Any) -> RetryPolicy:
+    import dataclasses
+
+    return dataclasses.replace(policy, **changes)
+
+
+def _needs(messages: Sequence[BaseMessage], kwargs: Mapping[str, Any]) -> frozenset[str]:
+    needs: set[str] = set()
+    if kwargs.get("tools"):
+        needs.add("tools")
+    rf = kwargs.get("response_format")
+    if isinstance(rf, Mapping) and rf.get("type") == "json_schema":
+        needs.add("json_schema")
+    for m in messages:
+        if isinstance(m.content, list) and any(
+            isinstance(b, Mapping) and b.get("type") in ("image_url", "image") for b in m.content
+        ):
+            needs.add("vision")
+            break
+    return frozenset(needs)
+
+
+def _estimate_tokens(messages: Sequence[BaseMessage]) -> int:
+    """Rough prompt size (4 characters a token, 4 tokens a message) for admission checks."""
+    chars = 0
+    for m in messages:
+        c = m.content
+        if isinstance(c, str):
+            chars += len(c)
+        else:
+            for b in c:
+                if isinstance(b, str):
+                    chars += len(b)
+                elif isinstance(b, Mapping) and isinstance(b.get("text"), str):
+                    chars += len(b["text"])
+    return chars // 4 + 4 * len(messages)
+
+
+def _usage_tokens(result: ChatResult) -> int:
+    if not result.generations:
+        return 0
+    usage = getattr(result.generations[0].message, "usage_metadata", None)
+    return int(usage.get("total_tokens", 0)) if usage else 0
+
+
+def _cost(dep: Deployment, result: ChatResult) -> float:
+    """The gateway's reported cost when present, else the configured per-token prices."""
+    if not result.generations:
+        return 0.0
+    msg = result.generations[0].message
+    gw = (result.generations[0].generation_info or {}).get("gateway") or msg.response_metadata.get(
+        "gateway"
+    )
+    if gw and gw.get("response_cost") is not None:
+        return float(gw["response_cost"])
+    usage = getattr(msg, "usage_metadata", None)
+    if not usage:
+        return 0.0
+    return float(
+        usage.get("input_tokens", 0) * (dep.input_cost_per_token or 0.0)
+        + usage.get("output_tokens", 0) * (dep.output_cost_per_token or 0.0)
+    )

@@ -1,0 +1,366 @@
+"""RouterChatModel: the routing graph as a LangChain chat model.
+
+``ChatOpenAI.with_fallbacks`` returns a Runnable that agents refuse and that fails over only
+before the first streamed chunk; LiteLLM's Router needs ``import litellm`` and keeps its verdicts
+out of LangChain's metadata. RouterChatModel is a real ``BaseChatModel``: it composes with ``|``,
+``bind_tools``, ``with_structured_output``, ``batch`` and agents, and every answer says which
+deployment served it and what was tried first (``response_metadata["routing"]``).
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from typing import Any, Literal
+
+from langchain_core.callbacks import (
+    AsyncCallbackManager,
+    AsyncCallbackManagerForLLMRun,
+    CallbackManager,
+    CallbackManagerForLLMRun,
+)
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.tools import BaseTool
+from langchain_core.utils.function_calling import convert_to_openai_tool
+from pydantic import ConfigDict, Field, PrivateAttr
+
+from gatewaykit.config import GatewayConfig, load_config
+from gatewaykit.routing.graph import RouterEngine, RouterState, build_router_graph
+from gatewaykit.routing.health import CooldownPolicy, RetryPolicy
+from gatewaykit.routing.store import StateStore
+
+__all__ = ["RouterChatModel"]
+
+_DONE = object()
+
+
+class RouterChatModel(BaseChatModel):
+    """A chat model that routes each call over a config's model groups, with retries,
+    cooldowns and fallbacks, through a compiled LangGraph graph.
+
+    Example::
+
+        from gatewaykit import RouterChatModel
+
+        llm = RouterChatModel.from_config("config.yaml", model="claude-sonnet")
+        msg = llm.invoke("Review this diff")
+        print(msg.response_metadata["routing"]["deployment"],
+              msg.response_metadata["routing"]["attempts"])
+
+        agent = create_agent(llm.bind_tools([search]), tools=[search])   # a real chat model
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    config: GatewayConfig = Field(exclude=True)
+    """The loaded LiteLLM-dialect config (model_list, router_settings, fallbacks...)."""
+    model: str
+    """The model alias (group or model_group_alias) this router serves."""
+    gateway_tags: list[str] = Field(default_factory=list)
+    """Request tags: used for tag routing and sent to the gateway."""
+    deadline_s: float | None = None
+    """Wall-clock budget for the whole request (all attempts); default router_settings.timeout."""
+    ttft_timeout: float | None = None
+    """Per-attempt time to first streamed token; a slow start fails over."""
+    idle_timeout: float | None = None
+    """Longest silence allowed between two streamed chunks."""
+    on_stream_interrupt: Literal["raise"] = "raise"
+    """After tokens were delivered a failure raises StreamInterrupted with the partial text."""
+    engine: RouterEngine = Field(exclude=True)
+    """Routing decisions and state; shared by every copy made by ``bind``."""
+
+    _graph: Any = PrivateAttr(default=None)
+
+    @classmethod
+    def from_config(
+        cls,
+        config: GatewayConfig | str | os.PathLike[str] | Mapping[str, Any],
+        model: str,
+        *,
+        store: StateStore | None = None,
+        strategy: str | None = None,
+        retry: RetryPolicy | None = None,
+        cooldown: CooldownPolicy | None = None,
+        max_attempts: int | None = None,
+        lean: bool = True,
+        seed: int | None = None,
+        model_overrides: Mapping[str, Any] | None = None,
+        **fields: Any,
+    ) -> RouterChatModel:
+        """Build a router for alias ``model`` from a config file, dict or GatewayConfig."""
+        cfg = load_config(config)
+        cfg.resolve_group(model)  # unknown alias: ConfigError now, not at the first call
+        engine = RouterEngine(
+            cfg,
+            store=store,
+            strategy=strategy,
+            retry=retry,
+            cooldown=cooldown,
+            max_attempts=max_attempts,
+            lean=lean,
+            seed=seed,
+            model_overrides=model_overrides,
+        )
+        return cls(config=cfg, model=model, engine=engine, **fields)
+
+    @property
+    def graph(self) -> Any:
+        """The compiled LangGraph graph behind this model."""
+        if self._graph is None:
+            self._graph = _graph_for(self.engine)
+        return self._graph
+
+    @property
+    def model_name(self) -> str:
+        return self.model
+
+    @property
+    def _llm_type(self) -> str:
+        return "gatewaykit-router"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"model": self.model, "strategy": type(self.engine.strategy).__name__}
+
+    @classmethod
+    def is_lc_serializable(cls) -> bool:
+        return False
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> Any:
+        params = super()._get_ls_params(stop=stop, **kwargs)
+        params["ls_provider"] = "gatewaykit"
+        params["ls_model_name"] = kwargs.get("model", self.model)
+        return params
+
+    # ------------------------------------------------------------------ tools & structure
+
+    def bind_tools(
+        self,
+        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
+        *,
+        tool_choice: dict[str, Any] | str | bool | None = None,
+        strict: bool | None = None,
+        parallel_tool_calls: bool | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        """Bind tools in OpenAI format; whichever deployment serves receives them."""
+        formatted = [convert_to_openai_tool(t, strict=strict) for t in tools]
+        if tool_choice is not None and tool_choice is not False:
+            if tool_choice in ("any", True, "required"):
+                tool_choice = "required"
+            elif isinstance(tool_choice, str) and tool_choice not in ("auto", "none"):
+                tool_choice = {"type": "function", "function": {"name": tool_choice}}
+            kwargs["tool_choice"] = tool_choice
+        if parallel_tool_calls is not None:
+            kwargs["parallel_tool_calls"] = parallel_tool_calls
+        return super().bind(tools=formatted, **kwargs)
+
+    def _filter_disabled_params(self, **kwargs: Any) -> dict[str, Any]:
+        return kwargs
+
+    def with_structured_output(
+        self,
+        schema: Any = None,
+        *,
+        method: Literal["function_calling", "json_mode", "json_schema"] | None = None,
+        include_raw: bool = False,
+        strict: bool | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, Any]:
+        """Same contract as ChatOpenAI's. The default method is ``json_schema`` when every
+        deployment of the group declares ``supports_response_schema``, else function calling."""
+        from langchain_openai.chat_models.base import BaseChatOpenAI
+
+        if method is None:
+            deps = self.engine.group(self.config.resolve_group(self.model))
+            method = (
+                "json_schema"
+                if deps and all(d.supports_response_schema for d in deps)
+                else "function_calling"
+            )
+        return BaseChatOpenAI.with_structured_output(  # type: ignore[no-any-return]
+            self,  # type: ignore[arg-type]
+            schema,
+            method=method,
+            include_raw=include_raw,
+            strict=strict,
+            **kwargs,
+        )
+
+    # ------------------------------------------------------------------ calls
+
+    def _start(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None,
+        kwargs: dict[str, Any],
+        *,
+        stream: bool,
+        on_chunk: Callable[[Any], None] | None = None,
+    ) -> RouterState:
+        kwargs.pop("ls_structured_output_format", None)
+        model = kwargs.pop("model", None)
+        alias = model or self.model
+        call_tags = kwargs.get("gateway_tags") or []
+        tags = [*self.gateway_tags, *call_tags]
+        if tags:
+            kwargs["gateway_tags"] = tags
+        for name in ("ttft_timeout", "idle_timeout"):
+            value = getattr(self, name)
+            if value is not None:
+                kwargs.setdefault(name, value)
+        return self.engine.start(
+            alias,
+            messages,
+            stop,
+            kwargs,
+            stream=stream,
+            tags=tags,
+            deadline_s=self.deadline_s,
+            on_chunk=on_chunk,
+        )
+
+    def _graph_config(self, run_manager: Any, callbacks_cls: type) -> RunnableConfig:
+        cfg: RunnableConfig = {
+            # A fresh root config: never inherit a parent graph's checkpointer or metadata.
+            "configurable": {},
+            "metadata": {},
+            "tags": [],
+            "recursion_limit": self.engine.max_attempts + 10,
+            "callbacks": [],
+        }
+        if run_manager is not None and run_manager.handlers:
+            cfg["callbacks"] = callbacks_cls(
+                handlers=run_manager.handlers,
+                inheritable_handlers=run_manager.inheritable_handlers,
+                parent_run_id=run_manager.run_id,
+                tags=run_manager.inheritable_tags,
+                inheritable_tags=run_manager.inheritable_tags,
+                metadata=run_manager.inheritable_metadata,
+                inheritable_metadata=run_manager.inheritable_metadata,
+            )
+        return cfg
+
+    def _finish(self, state: RouterState) -> ChatResult:
+        result = state.get("result")
+        if result is None:
+            raise self.engine.finish_error(state)
+        routing = self.engine.routing_metadata(state)
+        for gen in result.generations:
+            gen.message.response_metadata["routing"] = routing
+            if gen.generation_info is not None:
+                gen.generation_info["routing"] = routing
+        return result
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        state = self._start(messages, stop, kwargs, stream=False)
+        out = self.graph.invoke(state, self._graph_config(run_manager, CallbackManager))
+        return self._finish(out)
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        state = self._start(messages, stop, kwargs, stream=False)
+        out = await self.graph.ainvoke(state, self._graph_config(run_manager, AsyncCallbackManager))
+        return self._finish(out)
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        # The graph runs in a worker thread and hands chunks over a queue, so tokens reach
+        # the caller as they arrive while the graph keeps owning retries and fallbacks.
+        chunks: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        state = self._start(messages, stop, kwargs, stream=True, on_chunk=chunks.put)
+        cfg = self._graph_config(run_manager, CallbackManager)
+        box: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                box["state"] = self.graph.invoke(state, cfg)
+            except BaseException as exc:  # handed to the caller's thread below
+                box["error"] = exc
+            finally:
+                chunks.put(_DONE)
+
+        import contextvars
+
+        ctx = contextvars.copy_context()
+        worker = threading.Thread(target=ctx.run, args=(run,), daemon=True)
+        worker.start()
+        while True:
+            item = chunks.get()
+            if item is _DONE:
+                break
+            yield item
+        worker.join()
+        if "error" in box:
+            raise box["error"]
+        yield self._final_chunk(box["state"])
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        import asyncio
+
+        chunks: asyncio.Queue[Any] = asyncio.Queue()
+        state = self._start(messages, stop, kwargs, stream=True, on_chunk=chunks.put_nowait)
+        cfg = self._graph_config(run_manager, AsyncCallbackManager)
+
+        async def run() -> RouterState:
+            try:
+                return await self.graph.ainvoke(state, cfg)  # type: ignore[no-any-return]
+            finally:
+                chunks.put_nowait(_DONE)
+
+        task = asyncio.ensure_future(run())
+        try:
+            while True:
+                item = await chunks.get()
+                if item is _DONE:
+                    break
+                yield item
+            out = await task
+        finally:
+            if not task.done():
+                task.cancel()
+        yield self._final_chunk(out)
+
+    def _final_chunk(self, state: RouterState) -> ChatGenerationChunk:
+        """An empty closing chunk that carries ``response_metadata["routing"]``."""
+        if state.get("result") is None:
+            raise self.engine.finish_error(state)
+        routing = self.engine.routing_metadata(state)
+        return ChatGenerationChunk(
+            message=AIMessageChunk(content=""), generation_info={"routing": routing}
+        )
+
+
+def _graph_for(engine: RouterEngine) -> Any:
+    graph = getattr(engine, "_graph", None)
+    if graph is None:
+        graph = build_router_graph(engine)
+        engine._graph = graph  # type: ignore[attr-defined]
+    return graph

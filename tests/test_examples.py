@@ -1,0 +1,30 @@
+"""Every script in examples/ runs to completion against the embedded MockGateway."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.py"))
+
+# What each example must print: proof it did its job, not just that it exited.
+EXPECTED = {
+    "gateway_chain.py": ["served by: smart", "tool calls: [{'name': 'word_count'"],
+    "router_failover.py": ["served by: primary-b", "fallback", "StreamInterrupted"],
+}
+
+
+@pytest.mark.parametrize("script", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_example_runs(script: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    proc = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for needle in EXPECTED.get(script.name, []):
+        assert needle in proc.stdout, f"{needle!r} not in output:\n{proc.stdout}"
+    assert script.name in EXPECTED, "add the example's expected output to EXPECTED"
