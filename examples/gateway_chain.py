@@ -23,13 +23,19 @@ def word_count(text: str) -> int:
 
 
 def main(base_url: str, api_key: str, model: str) -> None:
-    llm = GatewayChatModel(base_url=base_url, api_key=api_key, model=model,
-                           gateway_tags=["examples"], map_run_tags=True)
+    llm = GatewayChatModel(
+        base_url=base_url,
+        api_key=api_key,
+        model=model,
+        gateway_tags=["examples"],
+        map_run_tags=True,
+    )
     prompt = ChatPromptTemplate.from_messages(
         [("system", "Answer briefly."), ("human", "{question}")]
     )
-    answer = (prompt | llm).invoke({"question": "Why route LLM calls through a gateway?"},
-                                   config={"tags": ["faq"]})
+    answer = (prompt | llm).invoke(
+        {"question": "Why route LLM calls through a gateway?"}, config={"tags": ["faq"]}
+    )
     info = answer.response_metadata["gateway"]
     print("answer:", answer.content)
     print("served by:", info.get("deployment_id"), "cost $", info.get("response_cost"))
@@ -43,8 +49,11 @@ def main(base_url: str, api_key: str, model: str) -> None:
 
 if __name__ == "__main__":
     if os.environ.get("GATEWAY_URL"):
-        main(os.environ["GATEWAY_URL"], os.environ.get("GATEWAY_KEY", ""),
-             os.environ.get("GATEWAY_MODEL", "gpt-4o"))
+        main(
+            os.environ["GATEWAY_URL"],
+            os.environ.get("GATEWAY_KEY", ""),
+            os.environ.get("GATEWAY_MODEL", "gpt-4o"),
+        )
     else:
         with MockGateway() as gw:
             main(gw.base_url, "sk-example", "smart")

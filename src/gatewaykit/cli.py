@@ -61,8 +61,8 @@ def _demo_config(base_url: str) -> dict[str, Any]:
 def demo(base_url: str | None = None, api_key: str | None = None, model: str | None = None) -> int:
     """Run the demo; against ``base_url`` when given, else an embedded MockGateway."""
     from langchain_core.prompts import ChatPromptTemplate
-    from pydantic import SecretStr
     from langchain_core.tools import tool
+    from pydantic import SecretStr
     from rich.console import Console
     from rich.table import Table
 

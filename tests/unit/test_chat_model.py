@@ -118,7 +118,9 @@ def test_unknown_configurable_option_is_a_clear_error(gw: MockGateway) -> None:
 def test_run_tags_and_metadata_mapping_in_a_chain(gw: MockGateway) -> None:
     llm = make(gw, map_run_tags=True, map_run_metadata=True)
     chain = ChatPromptTemplate.from_messages([("human", "{q}")]) | llm
-    chain.invoke({"q": "hello"}, config={"tags": ["nightly"], "metadata": {"job": "etl", "obj": object()}})
+    chain.invoke(
+        {"q": "hello"}, config={"tags": ["nightly"], "metadata": {"job": "etl", "obj": object()}}
+    )
     req = gw.requests[-1]
     assert "nightly" in req.headers["x-litellm-tags"].split(",")
     assert last_body(gw)["metadata"]["job"] == "etl"
@@ -141,7 +143,9 @@ def test_openai_dialect_sends_only_standard_fields(gw: MockGateway) -> None:
 
 
 def test_gateway_metadata_on_invoke(gw: MockGateway) -> None:
-    gw.script("m1", Behavior(cost=0.0042, model_id="dep-east", model_group="smart", attempted_fallbacks=1))
+    gw.script(
+        "m1", Behavior(cost=0.0042, model_id="dep-east", model_group="smart", attempted_fallbacks=1)
+    )
     msg = make(gw).invoke("hi")
     info = msg.response_metadata["gateway"]
     assert info["deployment_id"] == "dep-east"
@@ -177,7 +181,12 @@ def test_keep_raw_headers(gw: MockGateway) -> None:
 
 ERROR_CASES = [
     (Behavior(error="budget_exceeded"), "legacy", BudgetExceeded, 400),
-    (Behavior(error="budget_exceeded"), "1.106.2", BudgetExceeded, 422),  # litellm.budget_exceeded_status_code
+    (
+        Behavior(error="budget_exceeded"),
+        "1.106.2",
+        BudgetExceeded,
+        422,
+    ),  # litellm.budget_exceeded_status_code
     (Behavior(error="model_not_allowed"), "legacy", ModelAccessDenied, 401),
     (Behavior(error="model_not_allowed"), "1.106.2", ModelAccessDenied, 403),
     (Behavior(error="guardrail_blocked"), "1.106.2", GuardrailBlocked, 400),
@@ -267,7 +276,9 @@ def test_stream_cut_raises_stream_interrupted_with_partial_text(gw: MockGateway)
 
 
 async def test_stream_error_event_after_tokens(gw: MockGateway) -> None:
-    gw.script("m1", Behavior(content="alpha beta gamma delta", stream_error_after=2, error="server"))
+    gw.script(
+        "m1", Behavior(content="alpha beta gamma delta", stream_error_after=2, error="server")
+    )
     with pytest.raises(StreamInterrupted) as info:
         async for _ in make(gw).astream("hi"):
             pass
