@@ -3,7 +3,7 @@
 MockGateway stands for the LLM providers (no keys, no internet here). The proxy runs with its
 master key only: virtual keys and budgets need its database client, which downloads an engine at
 first use and cannot run offline; those paths are tested against MockGateway's emulation of the
-documented shapes instead (tests/unit/test_chat_model_errors.py).
+documented shapes instead (tests/unit/test_chat_model.py).
 """
 
 from __future__ import annotations
