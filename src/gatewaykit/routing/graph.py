@@ -27,14 +27,20 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict
 
 from langchain_core.messages import BaseMessage
-from langchain_core.outputs import ChatResult
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import RunnableLambda
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command
 
 from gatewaykit.chat_model import GatewayChatModel
 from gatewaykit.config import Deployment, GatewayConfig, load_config
-from gatewaykit.errors import GatewayError, NoDeploymentAvailable, translate
+from gatewaykit.errors import (
+    GatewayError,
+    NoDeploymentAvailable,
+    StreamInterrupted,
+    UpstreamError,
+    translate,
+)
 from gatewaykit.routing import strategies as st
 from gatewaykit.routing.health import CooldownPolicy, RetryPolicy, cooldown_for, is_available
 from gatewaykit.routing.store import InMemoryStore, Outcome, StateStore
@@ -66,6 +72,9 @@ HEALTH_KINDS = frozenset(
 _NO_FALLBACK_KINDS = frozenset({"guardrail"})
 _CALLER_BUDGET_SCOPES = frozenset({"key", "team", "user", "end_user", "global", None})
 _FALLBACK_KIND = {"context_window": "context_window", "content_policy": "content_policy"}
+# Errors that belong to one deployment (its key, its model name, its access): another deployment
+# of the same group may well succeed, so the router hops there before leaving the group.
+_PER_DEPLOYMENT_KINDS = frozenset({"authentication", "not_found", "access_denied"})
 
 
 @dataclass(slots=True)
@@ -112,6 +121,12 @@ class RouteRequest:
     max_attempts: int
     fallbacks_allowed: bool = True
     on_chunk: Callable[[Any], None] | None = None
+    buffer_attempts: bool = False
+    """Hold each attempt's chunks until it completes, so a mid-stream failure can restart."""
+    delivered: bool = False
+    """Whether a token already reached the caller (from then on, no silent failover)."""
+    delivered_text: list[str] = field(default_factory=list)
+    """The text that reached the caller, for :class:`StreamInterrupted`."""
 
 
 class RouterState(TypedDict, total=False):
@@ -120,6 +135,7 @@ class RouterState(TypedDict, total=False):
     request: RouteRequest
     group: str
     visited: list[str]
+    tried: list[str]
     retries: int
     attempts: list[AttemptRecord]
     result: ChatResult | None
@@ -244,6 +260,7 @@ class RouterEngine:
         tags: Sequence[str] = (),
         deadline_s: float | None = None,
         on_chunk: Callable[[Any], None] | None = None,
+        buffer_attempts: bool = False,
     ) -> RouterState:
         group = self.config.resolve_group(alias)
         self.group(group)
@@ -271,11 +288,13 @@ class RouterEngine:
             max_attempts=self.max_attempts,
             fallbacks_allowed=not kwargs.get("disable_fallbacks", False),
             on_chunk=on_chunk,
+            buffer_attempts=buffer_attempts,
         )
         return RouterState(
             request=request,
             group=group,
             visited=[group],
+            tried=[],
             retries=0,
             attempts=[],
             result=None,
@@ -339,6 +358,10 @@ class RouterEngine:
                     reasons[d.id] = "no rpm/tpm/parallel headroom in this window"
                     temporary_until.append(views[d.id].window_start + 60.0)
             candidates = kept
+        if candidates and state["tried"]:
+            # A retry goes to a deployment this request has not failed on yet, when there is one.
+            fresh = [d for d in candidates if d.id not in state["tried"]]
+            candidates = fresh or candidates
         while candidates:
             ordered = st.by_order(candidates)
             dep = self.strategy.pick(
@@ -371,6 +394,14 @@ class RouterEngine:
                 return _Wait(earliest - now)
         return _Exhausted("no_deployment", reasons)
 
+    def has_untried(self, state: RouterState, now: float) -> bool:
+        """Whether a deployment of the current group that this request has not tried is up."""
+        tried = set(state["tried"])
+        ids = [d.id for d in self.group(state["group"]) if d.id not in tried]
+        if not ids:
+            return False
+        return any(is_available(s, now)[0] for s in self.store.view(ids, now).values())
+
     def has_other_available(self, state: RouterState, exclude: str, now: float) -> bool:
         deps = self.group(state["group"])
         if len(deps) < 2:
@@ -382,9 +413,13 @@ class RouterEngine:
 
     def call_kwargs(self, req: RouteRequest, now: float) -> dict[str, Any]:
         kwargs = req.kwargs
-        remaining = req.deadline - now
-        if remaining < 600 and "timeout" not in kwargs:
-            kwargs = {**kwargs, "timeout": max(0.001, remaining)}
+        remaining = max(0.001, req.deadline - now)
+        timeout = kwargs.get("timeout")
+        if isinstance(timeout, int | float) and timeout > 0:
+            if remaining < timeout:
+                kwargs = {**kwargs, "timeout": remaining}
+        elif remaining < 600 and timeout is None:
+            kwargs = {**kwargs, "timeout": remaining}
         return kwargs
 
     def on_success(
@@ -420,8 +455,18 @@ class RouterEngine:
             # Not a gateway failure (a bug, a cancelled task): never disguise it as one.
             self.store.release(dep.id, now, Outcome(ok=False, counts_as_failure=False))
             raise exc
-        kind = err.kind
         req = state["request"]
+        if req.delivered and not isinstance(err, StreamInterrupted):
+            # Tokens already reached the caller: whatever broke, the answer is now partial.
+            err = StreamInterrupted(
+                f"stream interrupted after tokens were delivered: {err}",
+                partial_text="".join(req.delivered_text),
+                chunks_received=len(req.delivered_text),
+                deployment=dep.id,
+                model_group=dep.model_name,
+                status=err.status,
+            )
+        kind = err.kind
         group_size = len(self.group(state["group"]))
         counts = kind in HEALTH_KINDS
         after = self.store.release(
@@ -461,10 +506,16 @@ class RouterEngine:
             )
         )
         state["error"] = err
+        if dep.id not in state["tried"]:
+            state["tried"].append(dep.id)
         if len(state["attempts"]) >= req.max_attempts or now >= req.deadline:
             return _Next("fail")
-        if kind == "stream_interrupted":
+        if req.delivered:
             return _Next("fail")  # tokens were delivered: never continue silently
+        if kind == "stream_interrupted":
+            kind = "upstream"  # buffered attempt: nothing reached the caller, restart cleanly
+        if kind in _PER_DEPLOYMENT_KINDS and self.has_untried(state, now):
+            return _Next("retry")
         if self.retry.is_retryable(kind) and state["retries"] < self.retry.retries_for(kind):
             wait = self.retry.backoff(
                 state["retries"],
@@ -495,6 +546,7 @@ class RouterEngine:
             state["visited"].append(group)
             state["group"] = group
             state["retries"] = 0
+            state["tried"] = []
             return True
         return False
 
@@ -634,46 +686,78 @@ async def _attempt_async(engine: RouterEngine, state: RouterState) -> RouterStat
         return engine.on_success(state, dep, result, started)
 
 
+class _Relay:
+    """Passes one attempt's chunks to the caller, holding back what must not leak.
+
+    Chunks without payload (the role chunk, headers) wait until the first token, so an attempt
+    that fails before answering leaves no trace in the caller's stream. With
+    ``buffer_attempts`` every chunk waits until the attempt has finished, so a failure at any
+    point can restart on another deployment without the caller ever seeing a partial answer.
+    """
+
+    __slots__ = ("final", "held", "req")
+
+    def __init__(self, req: RouteRequest) -> None:
+        self.req = req
+        self.held: list[ChatGenerationChunk] = []
+        self.final: ChatGenerationChunk | None = None
+
+    def push(self, chunk: ChatGenerationChunk) -> None:
+        self.final = chunk if self.final is None else self.final + chunk
+        req = self.req
+        if req.on_chunk is None:
+            return
+        if req.buffer_attempts or (not req.delivered and not _has_payload(chunk)):
+            self.held.append(chunk)
+            return
+        req.delivered = True
+        self._flush()
+        req.delivered_text.append(chunk.text)
+        req.on_chunk(chunk)
+
+    def result(self, deployment: str) -> ChatResult:
+        final = self.final
+        if final is None:
+            raise UpstreamError("the deployment's stream carried no answer", deployment=deployment)
+        if self.held and self.req.on_chunk is not None:
+            self.req.delivered = True
+            self._flush()
+        return ChatResult(
+            generations=[
+                ChatGeneration(message=final.message, generation_info=final.generation_info)
+            ]
+        )
+
+    def _flush(self) -> None:
+        on_chunk = self.req.on_chunk
+        assert on_chunk is not None
+        for held in self.held:
+            if held.text:
+                self.req.delivered_text.append(held.text)
+            on_chunk(held)
+        self.held.clear()
+
+
+def _has_payload(chunk: ChatGenerationChunk) -> bool:
+    return bool(chunk.text) or bool(getattr(chunk.message, "tool_call_chunks", None))
+
+
 def _collect_stream_sync(
     model: GatewayChatModel, req: RouteRequest, kwargs: dict[str, Any]
 ) -> ChatResult:
-    from langchain_core.outputs import ChatGeneration
-
-    final = None
+    relay = _Relay(req)
     for chunk in model._stream(req.messages, stop=req.stop, **kwargs):
-        if req.on_chunk is not None:
-            req.on_chunk(chunk)
-        final = chunk if final is None else final + chunk
-    if final is None:
-        from gatewaykit.errors import UpstreamError
-
-        raise UpstreamError(
-            "the deployment's stream carried no answer", deployment=model.deployment_id
-        )
-    return ChatResult(
-        generations=[ChatGeneration(message=final.message, generation_info=final.generation_info)]
-    )
+        relay.push(chunk)
+    return relay.result(model.deployment_id or model.model_name)
 
 
 async def _collect_stream_async(
     model: GatewayChatModel, req: RouteRequest, kwargs: dict[str, Any]
 ) -> ChatResult:
-    from langchain_core.outputs import ChatGeneration
-
-    final = None
+    relay = _Relay(req)
     async for chunk in model._astream(req.messages, stop=req.stop, **kwargs):
-        if req.on_chunk is not None:
-            req.on_chunk(chunk)
-        final = chunk if final is None else final + chunk
-    if final is None:
-        from gatewaykit.errors import UpstreamError
-
-        raise UpstreamError(
-            "the deployment's stream carried no answer", deployment=model.deployment_id
-        )
-    return ChatResult(
-        generations=[ChatGeneration(message=final.message, generation_info=final.generation_info)]
-    )
+        relay.push(chunk)
+    return relay.result(model.deployment_id or model.model_name)
 
 
 def build_router_graph(
@@ -716,7 +800,7 @@ def _node(func: Callable[..., Any], afunc: Callable[..., Any]) -> Any:
         from langgraph._internal._runnable import RunnableCallable
     except ImportError:  # pragma: no cover - layout changed: the public (slower) equivalent
         return RunnableLambda(func, afunc=afunc, name="attempt")
-    return RunnableCallable(func, afunc, name="attempt")
+    return RunnableCallable(func, afunc, name="attempt", trace=False)
 
 
 # ---------------------------------------------------------------------- helpers

@@ -9,6 +9,7 @@ deployment served it and what was tried first (``response_metadata["routing"]``)
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import queue
 import threading
@@ -27,7 +28,7 @@ from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
-from pydantic import ConfigDict, Field, PrivateAttr
+from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, model_validator
 
 from gatewaykit.config import GatewayConfig, load_config
 from gatewaykit.routing.graph import RouterEngine, RouterState, build_router_graph
@@ -55,26 +56,67 @@ class RouterChatModel(BaseChatModel):
         agent = create_agent(llm.bind_tools([search]), tools=[search])   # a real chat model
     """
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
 
     config: GatewayConfig = Field(exclude=True)
-    """The loaded LiteLLM-dialect config (model_list, router_settings, fallbacks...)."""
+    """The LiteLLM-dialect config (model_list, router_settings, fallbacks...); a path or a
+    mapping is loaded with :func:`~gatewaykit.load_config`."""
     model: str
     """The model alias (group or model_group_alias) this router serves."""
     gateway_tags: list[str] = Field(default_factory=list)
     """Request tags: used for tag routing and sent to the gateway."""
     deadline_s: float | None = None
     """Wall-clock budget for the whole request (all attempts); default router_settings.timeout."""
+    timeout: float | None = None
+    """Longest single attempt, in seconds (never longer than what is left of ``deadline_s``)."""
     ttft_timeout: float | None = None
     """Per-attempt time to first streamed token; a slow start fails over."""
     idle_timeout: float | None = None
     """Longest silence allowed between two streamed chunks."""
-    on_stream_interrupt: Literal["raise"] = "raise"
-    """After tokens were delivered a failure raises StreamInterrupted with the partial text."""
-    engine: RouterEngine = Field(exclude=True)
-    """Routing decisions and state; shared by every copy made by ``bind``."""
+    on_stream_interrupt: Literal["raise", "restart"] = "raise"
+    """What a stream does when a deployment fails after its first token.
+
+    ``"raise"`` (default): tokens flow as they arrive; a failure after the first one raises
+    :class:`~gatewaykit.StreamInterrupted` carrying the partial text (never a silently
+    truncated answer). ``"restart"``: each attempt's chunks are held until it completes, so a
+    failure at any point restarts the answer from scratch on the next deployment; the caller
+    sees only one complete answer, at the price of receiving it in one burst. A restart never
+    continues from a prefix, so it is safe with tools and structured output."""
+    temperature: float | None = None
+    """Sent to whichever deployment serves (a per-call ``temperature`` wins)."""
+    max_tokens: int | None = None
+    """Sent to whichever deployment serves (a per-call ``max_tokens`` wins)."""
+    stop: list[str] | None = None
+    """Default stop sequences (per-call ``stop`` wins)."""
+    max_retries: int | None = None
+    """Retries per model group; overrides ``router_settings.num_retries`` when set."""
+    api_key: SecretStr | None = Field(default=None, exclude=True, repr=False)
+    """One key for every deployment (e.g. a virtual key for a LiteLLM proxy); by default each
+    deployment uses its own ``litellm_params.api_key``."""
+    engine: RouterEngine = Field(default=None, exclude=True, validate_default=False)  # type: ignore[assignment]
+    """Routing decisions and state; shared by every copy made by ``bind``. Built from
+    ``config`` when not given."""
 
     _graph: Any = PrivateAttr(default=None)
+
+    def __init__(self, **kwargs: Any) -> None:
+        # Config problems surface as the typed ConfigError (naming the field), not wrapped in
+        # pydantic's ValidationError.
+        if "config" in kwargs:
+            kwargs["config"] = load_config(kwargs["config"])
+            if isinstance(kwargs.get("model"), str):
+                kwargs["config"].resolve_group(kwargs["model"])
+        super().__init__(**kwargs)
+
+    @model_validator(mode="after")
+    def _build_engine(self) -> RouterChatModel:
+        if self.engine is None:
+            self.engine = RouterEngine(self.config)
+        if self.max_retries is not None:
+            self.engine.retry = dataclasses.replace(self.engine.retry, num_retries=self.max_retries)
+        if self.api_key is not None:
+            self.engine.model_overrides["api_key"] = self.api_key
+        return self
 
     @classmethod
     def from_config(
@@ -92,9 +134,15 @@ class RouterChatModel(BaseChatModel):
         model_overrides: Mapping[str, Any] | None = None,
         **fields: Any,
     ) -> RouterChatModel:
-        """Build a router for alias ``model`` from a config file, dict or GatewayConfig."""
+        """Build a router for alias ``model`` from a config file, dict or GatewayConfig.
+
+        The keyword arguments before ``**fields`` tune the engine (state store, strategy,
+        retry and cooldown policies, attempt budget, a seed for reproducible choices, and
+        ``model_overrides`` applied to every deployment's chat model); ``fields`` are this
+        class's own fields (``gateway_tags``, ``deadline_s``, ``on_stream_interrupt``...).
+        """
         cfg = load_config(config)
-        cfg.resolve_group(model)  # unknown alias: ConfigError now, not at the first call
+        cfg.resolve_group(model)
         engine = RouterEngine(
             cfg,
             store=store,
@@ -135,6 +183,15 @@ class RouterChatModel(BaseChatModel):
         params = super()._get_ls_params(stop=stop, **kwargs)
         params["ls_provider"] = "gatewaykit"
         params["ls_model_name"] = kwargs.get("model", self.model)
+        temperature = kwargs.get("temperature", self.temperature)
+        if temperature is not None:
+            params["ls_temperature"] = temperature
+        max_tokens = kwargs.get("max_tokens", self.max_tokens)
+        if max_tokens is not None:
+            params["ls_max_tokens"] = max_tokens
+        stop = stop or self.stop
+        if stop:
+            params["ls_stop"] = stop
         return params
 
     # ------------------------------------------------------------------ tools & structure
@@ -210,10 +267,11 @@ class RouterChatModel(BaseChatModel):
         tags = [*self.gateway_tags, *call_tags]
         if tags:
             kwargs["gateway_tags"] = tags
-        for name in ("ttft_timeout", "idle_timeout"):
+        for name in ("ttft_timeout", "idle_timeout", "temperature", "max_tokens", "timeout"):
             value = getattr(self, name)
             if value is not None:
                 kwargs.setdefault(name, value)
+        stop = stop or self.stop
         return self.engine.start(
             alias,
             messages,
@@ -223,6 +281,7 @@ class RouterChatModel(BaseChatModel):
             tags=tags,
             deadline_s=self.deadline_s,
             on_chunk=on_chunk,
+            buffer_attempts=stream and self.on_stream_interrupt == "restart",
         )
 
     def _graph_config(self, run_manager: Any, callbacks_cls: type) -> RunnableConfig:
