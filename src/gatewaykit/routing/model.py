@@ -23,6 +23,7 @@ from langchain_core.callbacks import (
     CallbackManagerForLLMRun,
 )
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.language_models.chat_models import agenerate_from_stream, generate_from_stream
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableConfig
@@ -82,6 +83,8 @@ class RouterChatModel(BaseChatModel):
     failure at any point restarts the answer from scratch on the next deployment; the caller
     sees only one complete answer, at the price of receiving it in one burst. A restart never
     continues from a prefix, so it is safe with tools and structured output."""
+    streaming: bool = False
+    """Stream every call, ``invoke`` included (so TTFT and idle timeouts apply to it too)."""
     temperature: float | None = None
     """Sent to whichever deployment serves (a per-call ``temperature`` wins)."""
     max_tokens: int | None = None
@@ -323,6 +326,8 @@ class RouterChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
+        if self.streaming:
+            return generate_from_stream(self._stream(messages, stop, run_manager, **kwargs))
         state = self._start(messages, stop, kwargs, stream=False)
         out = self.graph.invoke(state, self._graph_config(run_manager, CallbackManager))
         return self._finish(out)
@@ -334,6 +339,8 @@ class RouterChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
+        if self.streaming:
+            return await agenerate_from_stream(self._astream(messages, stop, run_manager, **kwargs))
         state = self._start(messages, stop, kwargs, stream=False)
         out = await self.graph.ainvoke(state, self._graph_config(run_manager, AsyncCallbackManager))
         return self._finish(out)
