@@ -430,3 +430,24 @@ def test_no_deployment_error_names_every_reason(gw: MockGateway) -> None:
         llm.invoke("hi")
     assert "t-a" in info.value.reasons
     assert "tags" in info.value.reasons["t-a"]
+
+
+def test_latency_routing_ranks_streams_by_time_to_first_token(gw: MockGateway) -> None:
+    # slow-start answers quickly in total; quick-start starts at once but dribbles: for a
+    # stream, the first token is what the user waits for.
+    cfg = {
+        "model_list": [dep(gw, "lat", "slow-start"), dep(gw, "lat", "quick-start")],
+        "router_settings": {"routing_strategy": "latency-based-routing"},
+    }
+    gw.script("slow-start", Behavior(ttft_ms=250, content="a b"))
+    gw.script("quick-start", Behavior(chunk_delay_ms=100, content="a b c d e"))
+    llm = RouterChatModel.from_config(cfg, model="lat", seed=1)
+    for _ in range(4):  # both get measured
+        list(llm.stream("warm up"))
+    served = []
+    for _ in range(4):
+        chunks = list(llm.stream("hi"))
+        served.append(collect(chunks)[1]["deployment"])
+    assert served == ["quick-start"] * 4
+    states = llm.engine.store.view(["slow-start", "quick-start"], 0.0)
+    assert states["slow-start"].ttft_s is not None and states["slow-start"].ttft_s > 0.2

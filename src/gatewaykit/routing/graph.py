@@ -127,6 +127,8 @@ class RouteRequest:
     """Whether a token already reached the caller (from then on, no silent failover)."""
     delivered_text: list[str] = field(default_factory=list)
     """The text that reached the caller, for :class:`StreamInterrupted`."""
+    attempt_ttft: float | None = None
+    """Time to first token of the latest streamed attempt (latency-based routing)."""
 
 
 class RouterState(TypedDict, total=False):
@@ -435,6 +437,7 @@ class RouterEngine:
             Outcome(
                 ok=True,
                 latency_s=latency,
+                ttft_s=state["request"].attempt_ttft if state["request"].stream else None,
                 tokens=usage,
                 reserved_tokens=state["request"].input_tokens,
                 cost=cost,
@@ -695,16 +698,20 @@ class _Relay:
     point can restart on another deployment without the caller ever seeing a partial answer.
     """
 
-    __slots__ = ("final", "held", "req")
+    __slots__ = ("final", "held", "req", "started")
 
     def __init__(self, req: RouteRequest) -> None:
         self.req = req
         self.held: list[ChatGenerationChunk] = []
         self.final: ChatGenerationChunk | None = None
+        self.started = time.monotonic()
+        req.attempt_ttft = None
 
     def push(self, chunk: ChatGenerationChunk) -> None:
         self.final = chunk if self.final is None else self.final + chunk
         req = self.req
+        if req.attempt_ttft is None and _has_payload(chunk):
+            req.attempt_ttft = time.monotonic() - self.started
         if req.on_chunk is None:
             return
         if req.buffer_attempts or (not req.delivered and not _has_payload(chunk)):
