@@ -37,6 +37,17 @@ from gatewaykit.gateway_headers import GatewayInfo, RateLimitInfo, parse_gateway
 if TYPE_CHECKING:
     from gatewaykit.chat_model import CacheControl, GatewayChatModel
     from gatewaykit.config import Deployment, GatewayConfig, load_config
+    from gatewaykit.cost import (
+        Budget,
+        BudgetAlert,
+        BudgetManager,
+        BudgetStatus,
+        InMemoryLedger,
+        SpendContext,
+        SpendLedger,
+        Window,
+        call_cost,
+    )
     from gatewaykit.routing.graph import RouterEngine, build_router_graph
     from gatewaykit.routing.health import CooldownPolicy, RetryPolicy
     from gatewaykit.routing.model import RouterChatModel
@@ -52,6 +63,15 @@ _LAZY = {
     "Deployment": "gatewaykit.config",
     "GatewayConfig": "gatewaykit.config",
     "load_config": "gatewaykit.config",
+    "Budget": "gatewaykit.cost",
+    "BudgetAlert": "gatewaykit.cost",
+    "BudgetManager": "gatewaykit.cost",
+    "BudgetStatus": "gatewaykit.cost",
+    "InMemoryLedger": "gatewaykit.cost",
+    "SpendContext": "gatewaykit.cost",
+    "SpendLedger": "gatewaykit.cost",
+    "Window": "gatewaykit.cost",
+    "call_cost": "gatewaykit.cost",
     "RouterEngine": "gatewaykit.routing.graph",
     "build_router_graph": "gatewaykit.routing.graph",
     "CooldownPolicy": "gatewaykit.routing.health",
@@ -75,7 +95,11 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "AuthenticationFailed",
+    "Budget",
+    "BudgetAlert",
     "BudgetExceeded",
+    "BudgetManager",
+    "BudgetStatus",
     "CacheControl",
     "ConfigError",
     "ConfigProblem",
@@ -90,6 +114,7 @@ __all__ = [
     "GatewayInfo",
     "GatewayTimeout",
     "GuardrailBlocked",
+    "InMemoryLedger",
     "InMemoryStore",
     "InvalidRequest",
     "ModelAccessDenied",
@@ -100,11 +125,15 @@ __all__ = [
     "RetryPolicy",
     "RouterChatModel",
     "RouterEngine",
+    "SpendContext",
+    "SpendLedger",
     "StateStore",
     "StreamInterrupted",
     "StructuredOutputError",
     "UpstreamError",
+    "Window",
     "build_router_graph",
+    "call_cost",
     "classify",
     "load_config",
     "parse_gateway_headers",

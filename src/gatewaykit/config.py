@@ -37,6 +37,7 @@ import yaml
 
 from gatewaykit._redact import SECRET_FIELD, redact
 from gatewaykit.config_errors import ConfigError, ConfigProblem
+from gatewaykit.cost import Budget, Window
 
 __all__ = [
     "CAPABILITIES",
@@ -93,7 +94,7 @@ def _words(text: str) -> frozenset[str]:
 _MISPLACED: Final = _words("model api_key api_base base_url rpm tpm weight order tags")
 _TOP_LEVEL: Final = _words(
     "model_list router_settings litellm_settings general_settings environment_variables "
-    "guardrails tasks gateway include"
+    "guardrails tasks gateway budgets include"
 )
 _ROUTER_KEYS: Final = _words(
     "routing_strategy routing_strategy_args num_retries timeout stream_timeout allowed_fails "
@@ -513,6 +514,7 @@ class GatewayConfig:
         guardrails: Sequence[GuardrailSpec] = (),
         tasks: Mapping[str, TaskSpec] | None = None,
         gateway: GatewaySettings | None = None,
+        budgets: Sequence[Budget] = (),
         unknown: Mapping[str, Any] | None = None,
         source: str | None = None,
     ) -> None:
@@ -530,6 +532,9 @@ class GatewayConfig:
         self.guardrails: tuple[GuardrailSpec, ...] = tuple(guardrails)
         self.tasks: Mapping[str, TaskSpec] = _frozen(tasks)
         self.gateway: GatewaySettings | None = gateway
+        self.budgets: tuple[Budget, ...] = tuple(budgets)
+        """Spend limits: gatewaykit's ``budgets:`` section, each deployment's ``max_budget`` /
+        ``budget_duration`` and ``router_settings.provider_budget_config``."""
         self.unknown: Mapping[str, Any] = _frozen(unknown)
         self.source: str | None = source
         self._by_id: dict[str, Deployment] = {d.id: d for d in self.deployments}
@@ -1016,6 +1021,7 @@ def _build(data: Any, source: str | None, problems: list[ConfigProblem]) -> Gate
     aliases = router.model_group_alias
     tasks = _tasks(p, data.get("tasks"), list(groups), aliases, ids)
     gateway = _gateway(p, data.get("gateway"))
+    budgets = _budgets(p, data.get("budgets"), deployments, router_raw)
 
     if problems:
         raise ConfigError(problems, source=source)
@@ -1028,6 +1034,7 @@ def _build(data: Any, source: str | None, problems: list[ConfigProblem]) -> Gate
         guardrails=guardrails,
         tasks=tasks,
         gateway=gateway,
+        budgets=budgets,
         unknown=unknown,
         source=source,
     )
@@ -1584,3 +1591,93 @@ def _gateway(p: _Parser, raw: Any) -> GatewaySettings | None:
         map_run_metadata=bool(p.boolean(gw.get("map_run_metadata"), f"{G}.map_run_metadata")),
         extra=_frozen({str(k): v for k, v in gw.items() if k not in _GATEWAY_KEYS}),
     )
+
+
+_BUDGET_KEYS: Final = _words(
+    "limit max_budget window budget_duration scope key soft_limit soft_budget"
+)
+
+
+def _budgets(
+    p: _Parser, raw: Any, deployments: Sequence[Deployment], router_raw: Mapping[str, Any]
+) -> list[Budget]:
+    """Every budget the config declares, in LiteLLM's spellings and gatewaykit's own."""
+    out: list[Budget] = []
+
+    def make(path: str, **fields: Any) -> None:
+        try:
+            out.append(Budget(**fields))
+        except ValueError as e:
+            p.add(path, str(e))
+
+    def window(value: Any, path: str) -> Window | None:
+        v = p.literal(value)
+        try:
+            return Window.parse(v)
+        except ValueError as e:
+            p.add(path, str(e))
+            return None
+
+    if raw is not None:
+        if not isinstance(raw, list):
+            p.add(
+                "budgets",
+                "must be a list, e.g. [{limit: 10, window: 1d, scope: team, key: search}], "
+                f"got {_show(raw)}",
+            )
+            raw = []
+        for i, spec in enumerate(raw):
+            path = f"budgets[{i}]"
+            if not isinstance(spec, Mapping):
+                p.add(path, "must be a mapping like {limit: 10, window: 1d, scope: tag, key: x}")
+                continue
+            unknown = sorted(str(k) for k in spec if k not in _BUDGET_KEYS)
+            if unknown:
+                p.add(
+                    f"{path}.{unknown[0]}",
+                    "unknown budget field; use limit, window, scope, key, soft_limit",
+                )
+                continue
+            limit_key = "limit" if "limit" in spec else "max_budget"
+            limit = p.number(spec.get(limit_key), f"{path}.{limit_key}", positive=False)
+            if limit is None:
+                if spec.get(limit_key) is None:
+                    p.add(f"{path}.limit", "missing; the most this scope may spend, in USD")
+                continue
+            w_key = "window" if "window" in spec else "budget_duration"
+            w = window(spec.get(w_key), f"{path}.{w_key}")
+            soft_key = "soft_limit" if "soft_limit" in spec else "soft_budget"
+            soft = p.number(spec.get(soft_key), f"{path}.{soft_key}", positive=False)
+            scope = p.text(spec.get("scope"), f"{path}.scope") or "global"
+            key = p.text(spec.get("key"), f"{path}.key")
+            if w is not None:
+                make(path, limit=limit, window=w, scope=scope, key=key, soft_limit=soft)
+
+    for d in deployments:
+        if d.litellm_params.get("max_budget") is None:
+            continue
+        path = f"model_list[{d.index}].litellm_params"
+        limit = p.number(d.litellm_params.get("max_budget"), f"{path}.max_budget", positive=False)
+        w = window(d.litellm_params.get("budget_duration"), f"{path}.budget_duration")
+        if limit is not None and w is not None:
+            make(f"{path}.max_budget", limit=limit, window=w, scope="deployment", key=d.id)
+
+    provider_cfg = router_raw.get("provider_budget_config")
+    if provider_cfg is not None:
+        section = p.mapping(
+            provider_cfg,
+            "router_settings.provider_budget_config",
+            ", e.g. {openai: {budget_limit: 100, time_period: 1d}}",
+        )
+        for provider, spec in section.items():
+            path = _join("router_settings.provider_budget_config", provider)
+            if not isinstance(spec, Mapping):
+                p.add(path, "must be a mapping like {budget_limit: 100, time_period: 1d}")
+                continue
+            limit = p.number(spec.get("budget_limit"), f"{path}.budget_limit", positive=False)
+            if spec.get("budget_limit") is None:
+                p.add(f"{path}.budget_limit", "missing; the most this provider may cost, in USD")
+            w = window(spec.get("time_period"), f"{path}.time_period")
+            if limit is not None and w is not None:
+                make(path, limit=limit, window=w, scope="provider", key=str(provider))
+    return out

@@ -34,7 +34,16 @@ from langgraph.types import Command
 
 from gatewaykit.chat_model import GatewayChatModel
 from gatewaykit.config import Deployment, GatewayConfig, load_config
+from gatewaykit.cost import (
+    REQUEST_SCOPES,
+    Budget,
+    BudgetManager,
+    Reservation,
+    SpendContext,
+    call_cost,
+)
 from gatewaykit.errors import (
+    BudgetExceeded,
     GatewayError,
     NoDeploymentAvailable,
     StreamInterrupted,
@@ -143,6 +152,7 @@ class RouterState(TypedDict, total=False):
     result: ChatResult | None
     error: BaseException | None
     served: Deployment | None
+    reservation: Reservation | None
     waited_s: float
     done: bool
 
@@ -150,6 +160,14 @@ class RouterState(TypedDict, total=False):
 @dataclass(slots=True)
 class _Pick:
     deployment: Deployment
+    reservation: Reservation | None = None
+
+
+@dataclass(slots=True)
+class _Refused:
+    """The caller's own budget is spent: no deployment, no fallback can help."""
+
+    error: BudgetExceeded
 
 
 @dataclass(slots=True)
@@ -199,6 +217,7 @@ class RouterEngine:
         lean: bool = True,
         model_overrides: Mapping[str, Any] | None = None,
         seed: int | None = None,
+        budgets: BudgetManager | Sequence[Budget] | None = None,
     ) -> None:
         self.config = cfg = load_config(config)
         rs = cfg.router
@@ -225,6 +244,15 @@ class RouterEngine:
         self.transport = transport if transport is not None else (LeanTransport() if lean else None)
         self.model_overrides = dict(model_overrides or {})
         self.rng = random.Random(seed)
+        if budgets is None:
+            budgets = cfg.budgets
+        self.budgets: BudgetManager | None = (
+            budgets if isinstance(budgets, BudgetManager) else BudgetManager(budgets) or None
+        )
+        self._target_budgets = bool(self.budgets) and any(
+            b.scope not in REQUEST_SCOPES
+            for b in self.budgets.budgets  # type: ignore[union-attr]
+        )
         self._models: dict[str, GatewayChatModel] = {}
         self._groups: dict[str, tuple[Deployment, ...]] = {}
         self._group_needs_tokens: dict[str, bool] = {}
@@ -302,6 +330,7 @@ class RouterEngine:
             result=None,
             error=None,
             served=None,
+            reservation=None,
             waited_s=0.0,
             done=False,
         )
@@ -312,7 +341,7 @@ class RouterEngine:
 
     # ------------------------------------------------------------------ admit + pick
 
-    def choose(self, state: RouterState, now: float) -> _Pick | _Wait | _Exhausted:
+    def choose(self, state: RouterState, now: float) -> _Pick | _Wait | _Exhausted | _Refused:
         req = state["request"]
         deps = self.group(state["group"])
         views = self.store.view([d.id for d in deps], now)
@@ -360,6 +389,15 @@ class RouterEngine:
                     reasons[d.id] = "no rpm/tpm/parallel headroom in this window"
                     temporary_until.append(views[d.id].window_start + 60.0)
             candidates = kept
+        if candidates and self._target_budgets:
+            kept = []
+            for d in candidates:
+                spent = self.budgets.blocked(self.spend_context(req, d))  # type: ignore[union-attr]
+                if spent:
+                    reasons[d.id] = spent
+                else:
+                    kept.append(d)
+            candidates = kept
         if candidates and state["tried"]:
             # A retry goes to a deployment this request has not failed on yet, when there is one.
             fresh = [d for d in candidates if d.id not in state["tried"]]
@@ -374,6 +412,18 @@ class RouterEngine:
                 input_tokens=req.input_tokens,
                 now=now,
             )
+            reservation = None
+            if self.budgets:
+                try:
+                    reservation = self.budgets.reserve(
+                        self.spend_context(req, dep), self.estimate_cost(req, dep)
+                    )
+                except BudgetExceeded as exc:
+                    if exc.scope in REQUEST_SCOPES:
+                        return _Refused(exc)
+                    reasons[dep.id] = str(exc)
+                    candidates = [c for c in candidates if c.id != dep.id]
+                    continue
             adm = self.store.acquire(
                 dep.id,
                 now,
@@ -384,7 +434,9 @@ class RouterEngine:
                 trial=views[dep.id].half_open,
             )
             if adm.ok:
-                return _Pick(dep)
+                return _Pick(dep, reservation)
+            if reservation is not None:
+                self.budgets.settle(reservation, 0.0)  # type: ignore[union-attr]
             reasons[dep.id] = adm.reason
             temporary_until.append(adm.retry_at)
             candidates = [c for c in candidates if c.id != dep.id]
@@ -395,6 +447,35 @@ class RouterEngine:
             if earliest < req.deadline:
                 return _Wait(earliest - now)
         return _Exhausted("no_deployment", reasons)
+
+    def spend_context(self, req: RouteRequest, dep: Deployment) -> SpendContext:
+        """Who and what this call spends for, matched against the budgets."""
+        md = req.kwargs.get("gateway_metadata") or {}
+        team = md.get("team") or md.get("team_id") if isinstance(md, Mapping) else None
+        user = req.kwargs.get("end_user")
+        return SpendContext(
+            tags=req.tags,
+            team=str(team) if team else None,
+            user=str(user) if user else None,
+            model_group=dep.model_name,
+            provider=dep.provider or "openai",
+            deployment=dep.id,
+        )
+
+    def estimate_cost(self, req: RouteRequest, dep: Deployment) -> float:
+        """Prompt tokens at the deployment's input price plus ``max_tokens`` at its output price:
+        what the call reserves against the budgets until its real cost is known."""
+        tokens = req.input_tokens or _estimate_tokens(req.messages)
+        max_out = req.kwargs.get("max_tokens") or 0
+        return tokens * (dep.input_cost_per_token or 0.0) + int(max_out) * (
+            dep.output_cost_per_token or 0.0
+        )
+
+    def settle(self, state: RouterState, cost: float) -> None:
+        reservation = state.get("reservation")
+        if reservation is not None and self.budgets is not None:
+            self.budgets.settle(reservation, cost)
+            state["reservation"] = None
 
     def has_untried(self, state: RouterState, now: float) -> bool:
         """Whether a deployment of the current group that this request has not tried is up."""
@@ -431,6 +512,7 @@ class RouterEngine:
         latency = now - started
         usage = _usage_tokens(result)
         cost = _cost(dep, result)
+        self.settle(state, cost)
         self.store.release(
             dep.id,
             now,
@@ -456,6 +538,7 @@ class RouterEngine:
         err = translate(exc, deployment=dep.id, model_group=dep.model_name)
         if not isinstance(err, GatewayError):
             # Not a gateway failure (a bug, a cancelled task): never disguise it as one.
+            self.settle(state, 0.0)
             self.store.release(dep.id, now, Outcome(ok=False, counts_as_failure=False))
             raise exc
         req = state["request"]
@@ -470,6 +553,7 @@ class RouterEngine:
                 status=err.status,
             )
         kind = err.kind
+        self.settle(state, 0.0)
         group_size = len(self.group(state["group"]))
         counts = kind in HEALTH_KINDS
         after = self.store.release(
@@ -623,7 +707,12 @@ def _attempt_sync(engine: RouterEngine, state: RouterState) -> RouterState:
                 continue
             state["done"] = True
             return state
+        if isinstance(choice, _Refused):
+            state["error"] = choice.error
+            state["done"] = True
+            return state
         dep = choice.deployment
+        state["reservation"] = choice.reservation
         req = state["request"]
         started = time.monotonic()
         try:
@@ -667,7 +756,12 @@ async def _attempt_async(engine: RouterEngine, state: RouterState) -> RouterStat
                 continue
             state["done"] = True
             return state
+        if isinstance(choice, _Refused):
+            state["error"] = choice.error
+            state["done"] = True
+            return state
         dep = choice.deployment
+        state["reservation"] = choice.reservation
         req = state["request"]
         started = time.monotonic()
         try:
@@ -866,12 +960,9 @@ def _cost(dep: Deployment, result: ChatResult) -> float:
     gw = (result.generations[0].generation_info or {}).get("gateway") or msg.response_metadata.get(
         "gateway"
     )
-    if gw and gw.get("response_cost") is not None:
-        return float(gw["response_cost"])
-    usage = getattr(msg, "usage_metadata", None)
-    if not usage:
-        return 0.0
-    return float(
-        usage.get("input_tokens", 0) * (dep.input_cost_per_token or 0.0)
-        + usage.get("output_tokens", 0) * (dep.output_cost_per_token or 0.0)
+    return call_cost(
+        gw.get("response_cost") if gw else None,
+        getattr(msg, "usage_metadata", None),
+        dep.input_cost_per_token,
+        dep.output_cost_per_token,
     )

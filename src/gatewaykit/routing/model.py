@@ -32,6 +32,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, model_validator
 
 from gatewaykit.config import GatewayConfig, load_config
+from gatewaykit.cost import Budget, BudgetManager
 from gatewaykit.routing.graph import RouterEngine, RouterState, build_router_graph
 from gatewaykit.routing.health import CooldownPolicy, RetryPolicy
 from gatewaykit.routing.store import StateStore
@@ -135,13 +136,15 @@ class RouterChatModel(BaseChatModel):
         lean: bool = True,
         seed: int | None = None,
         model_overrides: Mapping[str, Any] | None = None,
+        budgets: BudgetManager | Sequence[Budget] | None = None,
         **fields: Any,
     ) -> RouterChatModel:
         """Build a router for alias ``model`` from a config file, dict or GatewayConfig.
 
         The keyword arguments before ``**fields`` tune the engine (state store, strategy,
         retry and cooldown policies, attempt budget, a seed for reproducible choices, and
-        ``model_overrides`` applied to every deployment's chat model); ``fields`` are this
+        ``model_overrides`` applied to every deployment's chat model, ``budgets`` replacing the
+        config's own); ``fields`` are this
         class's own fields (``gateway_tags``, ``deadline_s``, ``on_stream_interrupt``...).
         """
         cfg = load_config(config)
@@ -156,6 +159,7 @@ class RouterChatModel(BaseChatModel):
             lean=lean,
             seed=seed,
             model_overrides=model_overrides,
+            budgets=budgets,
         )
         return cls(config=cfg, model=model, engine=engine, **fields)
 
