@@ -35,6 +35,12 @@ from gatewaykit.errors import (
 from gatewaykit.gateway_headers import GatewayInfo, RateLimitInfo, parse_gateway_headers
 
 if TYPE_CHECKING:
+    from gatewaykit.cache import (
+        InMemoryResponseCache,
+        RedisResponseCache,
+        ResponseCache,
+        SQLiteResponseCache,
+    )
     from gatewaykit.chat_model import CacheControl, GatewayChatModel
     from gatewaykit.config import Deployment, GatewayConfig, load_config
     from gatewaykit.cost import (
@@ -58,6 +64,10 @@ __version__ = "0.1.0"
 # Heavy modules (langchain-openai, langgraph) load on first use, so `import gatewaykit` stays
 # cheap for code that only needs the error types or the config loader.
 _LAZY = {
+    "InMemoryResponseCache": "gatewaykit.cache",
+    "RedisResponseCache": "gatewaykit.cache",
+    "ResponseCache": "gatewaykit.cache",
+    "SQLiteResponseCache": "gatewaykit.cache",
     "CacheControl": "gatewaykit.chat_model",
     "GatewayChatModel": "gatewaykit.chat_model",
     "Deployment": "gatewaykit.config",
@@ -115,6 +125,7 @@ __all__ = [
     "GatewayTimeout",
     "GuardrailBlocked",
     "InMemoryLedger",
+    "InMemoryResponseCache",
     "InMemoryStore",
     "InvalidRequest",
     "ModelAccessDenied",
@@ -122,9 +133,12 @@ __all__ = [
     "NoDeploymentAvailable",
     "RateLimitInfo",
     "RateLimited",
+    "RedisResponseCache",
+    "ResponseCache",
     "RetryPolicy",
     "RouterChatModel",
     "RouterEngine",
+    "SQLiteResponseCache",
     "SpendContext",
     "SpendLedger",
     "StateStore",

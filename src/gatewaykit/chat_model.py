@@ -27,6 +27,7 @@ from pydantic import Field, model_validator
 from typing_extensions import TypedDict
 
 from gatewaykit._http import async_client_for
+from gatewaykit.cache import with_cache_controls
 from gatewaykit.config_errors import ConfigError, ConfigProblem
 from gatewaykit.errors import (
     ContentPolicyViolation,
@@ -40,7 +41,7 @@ from gatewaykit.gateway_headers import parse_gateway_headers
 if TYPE_CHECKING:
     from gatewaykit.config import Deployment, GatewayConfig
 
-__all__ = ["CALL_OPTIONS", "CacheControl", "GatewayChatModel"]
+__all__ = ["CALL_OPTIONS", "NOT_IN_CACHE_KEY", "CacheControl", "GatewayChatModel"]
 
 
 class CacheControl(TypedDict, total=False):
@@ -81,6 +82,22 @@ warnings.filterwarnings(
     message="Cannot currently include response headers when response_format is specified",
     category=UserWarning,
 )
+
+NOT_IN_CACHE_KEY = frozenset(
+    {
+        "gateway_tags",
+        "gateway_metadata",
+        "end_user",
+        "call_id",
+        "trace_id",
+        "cache_control",
+        "num_retries",
+        "disable_fallbacks",
+        "ttft_timeout",
+        "idle_timeout",
+    }
+)
+"""Call options that do not change the answer: left out of the response-cache key."""
 
 _LIST_OPTIONS = frozenset({"gateway_tags"})
 _DICT_OPTIONS = frozenset({"gateway_metadata"})
@@ -287,6 +304,12 @@ class GatewayChatModel(ChatOpenAI):  # type: ignore[override]
         params = super()._get_ls_params(stop=stop, **kwargs)
         params["ls_provider"] = "litellm" if self.dialect == "litellm" else "openai"
         return params
+
+    def _get_llm_string(self, stop: list[str] | None = None, **kwargs: Any) -> str:
+        # The response-cache key: what changes the answer, plus this request's cache controls.
+        controls = {**(self.cache_control or {}), **(kwargs.get("cache_control") or {})}
+        kept = {k: v for k, v in kwargs.items() if k not in NOT_IN_CACHE_KEY}
+        return with_cache_controls(super()._get_llm_string(stop=stop, **kept), controls)
 
     # Per-run options (LangChain config) become call kwargs here, so every entry point
     # (invoke, batch, stream, astream_events, a LangGraph node) sees the same options.

@@ -31,6 +31,8 @@ from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, model_validator
 
+from gatewaykit.cache import with_cache_controls
+from gatewaykit.chat_model import NOT_IN_CACHE_KEY
 from gatewaykit.config import GatewayConfig, load_config
 from gatewaykit.cost import Budget, BudgetManager
 from gatewaykit.routing.graph import RouterEngine, RouterState, build_router_graph
@@ -180,11 +182,22 @@ class RouterChatModel(BaseChatModel):
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
-        return {"model": self.model, "strategy": type(self.engine.strategy).__name__}
+        return {
+            "model": self.model,
+            "strategy": type(self.engine.strategy).__name__,
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+        }
 
     @classmethod
     def is_lc_serializable(cls) -> bool:
         return False
+
+    def _get_llm_string(self, stop: list[str] | None = None, **kwargs: Any) -> str:
+        # The response-cache key: what changes the answer, plus this request's cache controls.
+        kept = {k: v for k, v in kwargs.items() if k not in NOT_IN_CACHE_KEY}
+        base = super()._get_llm_string(stop=stop or self.stop, **kept)
+        return with_cache_controls(base, kwargs.get("cache_control"))
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> Any:
         params = super()._get_ls_params(stop=stop, **kwargs)
