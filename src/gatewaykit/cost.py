@@ -42,6 +42,7 @@ __all__ = [
     "BudgetScope",
     "BudgetStatus",
     "InMemoryLedger",
+    "RedisLedger",
     "Reservation",
     "SpendContext",
     "SpendLedger",
@@ -491,3 +492,136 @@ def call_cost(
 def budgets_from_specs(specs: Iterable[Mapping[str, Any]]) -> list[Budget]:
     """Budgets from plain mappings (``{limit, window, scope, key, soft_limit}``)."""
     return [Budget(**dict(s)) for s in specs]
+
+
+# ---------------------------------------------------------------------- shared ledger on Redis
+
+_RESERVE_LUA = """
+local amount = tonumber(ARGV[1])
+for i, k in ipairs(KEYS) do
+  local limit = tonumber(ARGV[2 * i])
+  local row = redis.call('HMGET', k, 's', 'r')
+  local spent = tonumber(row[1] or '0')
+  local reserved = tonumber(row[2] or '0')
+  if spent >= limit or spent + reserved + amount > limit then return i end
+end
+for i, k in ipairs(KEYS) do
+  redis.call('HINCRBYFLOAT', k, 'r', amount)
+  local ttl = tonumber(ARGV[2 * i + 1])
+  if ttl > 0 then redis.call('PEXPIRE', k, math.floor(ttl * 1000)) end
+end
+return 0
+"""
+
+_SETTLE_LUA = """
+local reserved = tonumber(ARGV[1])
+local actual = tonumber(ARGV[2])
+for i, k in ipairs(KEYS) do
+  local r = tonumber(redis.call('HINCRBYFLOAT', k, 'r', -reserved))
+  if r < 0 then redis.call('HSET', k, 'r', '0') end
+  redis.call('HINCRBYFLOAT', k, 's', actual)
+  local ttl = tonumber(ARGV[2 + i])
+  if ttl > 0 then redis.call('PEXPIRE', k, math.floor(ttl * 1000)) end
+end
+return 0
+"""
+
+
+class RedisLedger:
+    """Spend counters on Redis, shared by every process and machine that uses the budgets.
+
+    Each method is one atomic Lua script (one round trip); every key expires a minute after its
+    window ends. If Redis fails, counting goes on in a process-local ledger with one warning
+    (``degraded`` is True) and Redis is tried again every ``retry_s`` seconds.
+
+    Example::
+
+        ledger = RedisLedger(url="redis://localhost:6379/0")
+        budgets = BudgetManager([Budget(100, "1d", scope="team", key="search")], ledger=ledger)
+    """
+
+    def __init__(
+        self,
+        client: Any = None,
+        *,
+        url: str | None = None,
+        prefix: str = "gatewaykit:budget:",
+        retry_s: float = 2.0,
+    ) -> None:
+        if client is None:
+            import redis
+
+            client = redis.Redis.from_url(
+                url or "redis://127.0.0.1:6379/0", socket_timeout=1.0, socket_connect_timeout=1.0
+            )
+        self.client = client
+        self.prefix = prefix
+        self.retry_s = retry_s
+        self.local = InMemoryLedger()
+        self.degraded = False
+        self.failures = 0
+        self._down_until = 0.0
+        self._reserve = client.register_script(_RESERVE_LUA)
+        self._settle = client.register_script(_SETTLE_LUA)
+
+    def _keys(self, entries: Sequence[LedgerEntry]) -> list[str]:
+        return [self.prefix + e.name for e in entries]
+
+    def _usable(self) -> bool:
+        return not self.degraded or time.monotonic() >= self._down_until
+
+    def _failed(self, exc: Exception) -> None:
+        self.failures += 1
+        self._down_until = time.monotonic() + self.retry_s
+        if not self.degraded:
+            self.degraded = True
+            logger.warning(
+                "budget ledger: Redis unavailable (%s); counting in this process until it is back",
+                type(exc).__name__,
+            )
+
+    def _ok(self) -> None:
+        if self.degraded:
+            self.degraded = False
+            logger.warning("budget ledger: Redis is back; spend is shared again")
+
+    def reserve(self, entries: Sequence[LedgerEntry], amount: float) -> int | None:
+        if self._usable():
+            args: list[Any] = [repr(float(amount))]
+            for e in entries:
+                args += [repr(float(e.limit)), repr(float(e.ttl_s or 0.0))]
+            try:
+                blocked = int(self._reserve(keys=self._keys(entries), args=args))
+            except Exception as exc:
+                self._failed(exc)
+            else:
+                self._ok()
+                return None if blocked == 0 else blocked - 1
+        return self.local.reserve(entries, amount)
+
+    def settle(self, entries: Sequence[LedgerEntry], reserved: float, actual: float) -> None:
+        if self._usable():
+            args = [repr(float(reserved)), repr(float(actual))]
+            args += [repr(float(e.ttl_s or 0.0)) for e in entries]
+            try:
+                self._settle(keys=self._keys(entries), args=args)
+            except Exception as exc:
+                self._failed(exc)
+            else:
+                self._ok()
+                return
+        self.local.settle(entries, reserved, actual)
+
+    def read(self, entries: Sequence[LedgerEntry]) -> list[tuple[float, float]]:
+        if self._usable():
+            try:
+                pipe = self.client.pipeline(transaction=False)
+                for k in self._keys(entries):
+                    pipe.hmget(k, "s", "r")
+                rows = pipe.execute()
+            except Exception as exc:
+                self._failed(exc)
+            else:
+                self._ok()
+                return [(float(s or 0.0), float(r or 0.0)) for s, r in rows]
+        return self.local.read(entries)
