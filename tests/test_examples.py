@@ -15,6 +15,12 @@ EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.py"))
 EXPECTED = {
     "gateway_chain.py": ["served by: smart", "tool calls: [{'name': 'word_count'"],
     "router_failover.py": ["served by: primary-b", "fallback", "StreamInterrupted"],
+    "budgets_and_cache.py": [
+        "call 2: BudgetExceeded(scope=team)",
+        "the gateway saw 2 calls",
+        "'hit': True",
+        "the gateway saw 3 calls",
+    ],
 }
 
 
