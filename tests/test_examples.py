@@ -15,6 +15,22 @@ EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.py"))
 EXPECTED = {
     "gateway_chain.py": ["served by: smart", "tool calls: [{'name': 'word_count'"],
     "router_failover.py": ["served by: primary-b", "fallback", "StreamInterrupted"],
+    "task_selection.py": [
+        "describe_image -> vision",
+        "using long_context_model big",
+        "using cheaper_model cheap",
+        "detected summarize by keywords",
+        "classifier calls sent: 1",
+        "call 2: cheap (budget 90% used)",
+        "BudgetExceeded(scope=tag)",
+    ],
+    "structured_review.py": [
+        "review: CodeReview(score=2",
+        "attempt 1: rejected (schema_violation)",
+        "score: Input should be a valid integer",
+        "repaired after 2 attempts: CodeReview(score=2",
+        "no review: StructuredOutputRefused (reason=refusal)",
+    ],
     "budgets_and_cache.py": [
         "call 2: BudgetExceeded(scope=team)",
         "the gateway saw 2 calls",

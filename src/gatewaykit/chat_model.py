@@ -21,7 +21,7 @@ from langchain_core.language_models import LanguageModelInput
 from langchain_core.language_models.model_profile import ModelProfile
 from langchain_core.messages import AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
-from langchain_core.runnables import RunnableConfig, ensure_config
+from langchain_core.runnables import Runnable, RunnableConfig, ensure_config
 from langchain_openai import ChatOpenAI
 from pydantic import Field, model_validator
 from typing_extensions import TypedDict
@@ -304,6 +304,34 @@ class GatewayChatModel(ChatOpenAI):  # type: ignore[override]
         params = super()._get_ls_params(stop=stop, **kwargs)
         params["ls_provider"] = "litellm" if self.dialect == "litellm" else "openai"
         return params
+
+    def with_structured_output(
+        self,
+        schema: Any = None,
+        *,
+        method: Literal["function_calling", "json_mode", "json_schema"] | None = None,
+        include_raw: bool = False,
+        strict: bool | None = None,
+        max_repairs: int | None = None,
+        fallback: Any = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, Any]:
+        """ChatOpenAI's contract; with ``max_repairs`` or ``fallback`` the reliable path of
+        :func:`gatewaykit.structured` (re-asks with the validation errors, typed failures).
+
+        Example::
+
+            review = llm.with_structured_output(CodeReview, max_repairs=2).invoke(diff)
+        """
+        if max_repairs is not None or fallback is not None:
+            return _reliable_structured(  # type: ignore[no-any-return]
+                self, schema, method, strict, include_raw, max_repairs, fallback, kwargs
+            )
+        if method is not None:
+            kwargs["method"] = method
+        return super().with_structured_output(
+            schema, include_raw=include_raw, strict=strict, **kwargs
+        )
 
     def _get_llm_string(self, stop: list[str] | None = None, **kwargs: Any) -> str:
         # The response-cache key: what changes the answer, plus this request's cache controls.
@@ -736,3 +764,32 @@ class _StreamGuard:
         if cause is not None and err is not cause:
             raise err from cause
         raise err
+
+
+def _reliable_structured(
+    model: Any,
+    schema: Any,
+    method: Any,
+    strict: bool | None,
+    include_raw: bool,
+    max_repairs: int | None,
+    fallback: Any,
+    kwargs: dict[str, Any],
+) -> Any:
+    """``structured()`` behind ``with_structured_output(..., max_repairs=/fallback=)``."""
+    if kwargs:
+        raise ValueError(
+            f"with_structured_output: {sorted(kwargs)} cannot be combined with max_repairs or "
+            "fallback; drop them, or call gatewaykit.structured() directly"
+        )
+    from gatewaykit.structured import structured
+
+    return structured(
+        model,
+        schema,
+        method=method,
+        strict=strict,
+        max_repairs=2 if max_repairs is None else max_repairs,
+        fallback=fallback,
+        include_raw=include_raw,
+    )

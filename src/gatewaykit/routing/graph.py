@@ -52,7 +52,8 @@ from gatewaykit.errors import (
 )
 from gatewaykit.routing import strategies as st
 from gatewaykit.routing.health import CooldownPolicy, RetryPolicy, cooldown_for, is_available
-from gatewaykit.routing.store import InMemoryStore, Outcome, StateStore
+from gatewaykit.routing.redis_store import store_from_config
+from gatewaykit.routing.store import Outcome, StateStore
 from gatewaykit.routing.transport import LeanTransport, can_use_lean_path
 
 __all__ = [
@@ -221,7 +222,7 @@ class RouterEngine:
     ) -> None:
         self.config = cfg = load_config(config)
         rs = cfg.router
-        self.store: StateStore = store if store is not None else InMemoryStore()
+        self.store: StateStore = store if store is not None else store_from_config(cfg)
         self.strategy = st.make_strategy(
             strategy or rs.routing_strategy, strategy_args or rs.routing_strategy_args
         )
@@ -256,6 +257,7 @@ class RouterEngine:
         self._models: dict[str, GatewayChatModel] = {}
         self._groups: dict[str, tuple[Deployment, ...]] = {}
         self._group_needs_tokens: dict[str, bool] = {}
+        self._any_needs_tokens = any(d.max_input_tokens or d.tpm for d in cfg.deployments)
 
     # ------------------------------------------------------------------ setup per request
 
@@ -296,14 +298,8 @@ class RouterEngine:
         self.group(group)
         now = time.monotonic()
         needs = _needs(messages, kwargs)
-        tokens = (
-            _estimate_tokens(messages)
-            if self._group_needs_tokens.get(group)
-            or any(
-                self._needs_tokens(g) for g in self.config.fallback_chain(group, "context_window")
-            )
-            else 0
-        )
+        # Any group the request may reach (through any chain of fallbacks) may have a limit.
+        tokens = _estimate_tokens(messages) if self._any_needs_tokens else 0
         request = RouteRequest(
             alias=alias,
             messages=messages,
@@ -479,11 +475,19 @@ class RouterEngine:
 
     def has_untried(self, state: RouterState, now: float) -> bool:
         """Whether a deployment of the current group that this request has not tried is up."""
+        req = state["request"]
         tried = set(state["tried"])
-        ids = [d.id for d in self.group(state["group"]) if d.id not in tried]
-        if not ids:
+        deps = [d for d in self.group(state["group"]) if d.id not in tried]
+        if deps and self.tag_filtering:
+            deps = st.by_tags(deps, req.tags, enabled=True)
+        if deps and req.needs:
+            deps = st.by_capabilities(deps, req.needs)
+        if deps and req.input_tokens:
+            deps = st.by_context_window(deps, req.input_tokens)
+        if not deps:
             return False
-        return any(is_available(s, now)[0] for s in self.store.view(ids, now).values())
+        views = self.store.view([d.id for d in deps], now)
+        return any(is_available(s, now)[0] for s in views.values())
 
     def has_other_available(self, state: RouterState, exclude: str, now: float) -> bool:
         deps = self.group(state["group"])
@@ -717,6 +721,7 @@ def _attempt_sync(engine: RouterEngine, state: RouterState) -> RouterState:
         started = time.monotonic()
         try:
             model = engine.model_for(dep)
+            started = time.monotonic()  # building a client on first use is not the call's time
             kwargs = engine.call_kwargs(req, started)
             if req.stream:
                 result = _collect_stream_sync(model, req, kwargs)
@@ -766,6 +771,7 @@ async def _attempt_async(engine: RouterEngine, state: RouterState) -> RouterStat
         started = time.monotonic()
         try:
             model = engine.model_for(dep)
+            started = time.monotonic()  # building a client on first use is not the call's time
             kwargs = engine.call_kwargs(req, started)
             if req.stream:
                 result = await _collect_stream_async(model, req, kwargs)

@@ -32,7 +32,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, model_validator
 
 from gatewaykit.cache import with_cache_controls
-from gatewaykit.chat_model import NOT_IN_CACHE_KEY
+from gatewaykit.chat_model import NOT_IN_CACHE_KEY, _reliable_structured
 from gatewaykit.config import GatewayConfig, load_config
 from gatewaykit.cost import Budget, BudgetManager
 from gatewaykit.routing.graph import RouterEngine, RouterState, build_router_graph
@@ -247,12 +247,20 @@ class RouterChatModel(BaseChatModel):
         method: Literal["function_calling", "json_mode", "json_schema"] | None = None,
         include_raw: bool = False,
         strict: bool | None = None,
+        max_repairs: int | None = None,
+        fallback: Any = None,
         **kwargs: Any,
     ) -> Runnable[LanguageModelInput, Any]:
         """Same contract as ChatOpenAI's. The default method is ``json_schema`` when every
-        deployment of the group declares ``supports_response_schema``, else function calling."""
+        deployment of the group declares ``supports_response_schema``, else function calling.
+        With ``max_repairs`` or ``fallback``, the reliable path of :func:`gatewaykit.structured`.
+        """
         from langchain_openai.chat_models.base import BaseChatOpenAI
 
+        if max_repairs is not None or fallback is not None:
+            return _reliable_structured(  # type: ignore[no-any-return]
+                self, schema, method, strict, include_raw, max_repairs, fallback, kwargs
+            )
         if method is None:
             deps = self.engine.group(self.config.resolve_group(self.model))
             method = (

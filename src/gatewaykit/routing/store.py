@@ -10,6 +10,7 @@ local copy, and :meth:`StateStore.release` may be pipelined.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -190,16 +191,16 @@ class InMemoryStore:
             st = self._get(id_, now)
             if st.cooldown_until > now:
                 return Admission(False, f"cooling down ({st.cooldown_reason})", st.cooldown_until)
-            if st.half_open:
-                if st.trial_in_flight:
-                    return Admission(False, "half-open: trial call in flight", now + 0.05)
-                st.trial_in_flight = True
+            if st.half_open and st.trial_in_flight:
+                return Admission(False, "half-open: trial call in flight", now + 0.05)
             if rpm is not None and st.rpm_used + 1 > rpm:
                 return Admission(False, f"rpm limit {rpm} reached", st.window_start + WINDOW_S)
             if tpm is not None and st.tpm_used + tokens > tpm and st.tpm_used > 0:
                 return Admission(False, f"tpm limit {tpm} reached", st.window_start + WINDOW_S)
             if max_parallel is not None and st.in_flight >= max_parallel:
                 return Admission(False, f"{max_parallel} calls in flight", now + 0.01)
+            if st.half_open:
+                st.trial_in_flight = True  # only an admitted call is the trial
             st.rpm_used += 1
             st.tpm_used += tokens
             st.in_flight += 1
@@ -243,6 +244,21 @@ class InMemoryStore:
         """Forget everything (tests)."""
         with self._lock:
             self._states.clear()
+
+    def seed(self, states: Mapping[str, DeploymentState]) -> None:
+        """Start these deployments from copies of ``states`` (other deployments are kept).
+
+        Used by a shared store that falls back to process-local state: the local copy begins
+        with the last shared view (cooldowns, window counters) instead of from nothing.
+
+        Example::
+
+            local = InMemoryStore()
+            local.seed({"dep-a": DeploymentState(cooldown_until=now + 5, half_open=True)})
+        """
+        with self._lock:
+            for id_, st in states.items():
+                self._states[id_] = dataclasses.replace(st)
 
 
 def _update_latency(st: DeploymentState, outcome: Outcome, now: float) -> None:
