@@ -31,8 +31,9 @@ Sections, each printed as one table per API (sync and async):
 4. ``memory``: after a warm-up, N sync ``invoke`` calls under tracemalloc: ``retained`` is what is
    still allocated after the calls and a gc (per-call state that is never freed shows up here),
    ``growth/call`` is the retained growth over the second half of the calls divided by their
-   number (~0 means no state grows with traffic), ``peak`` is the allocation high-water mark
-   above the start, and ``rss`` is the process's resident-set growth over the phase.
+   number (~0 means no state grows with traffic; a bounded cache that is still filling shows up
+   too: raise ``--memory-calls`` to tell the two apart), ``peak`` is the allocation high-water
+   mark above the start, and ``rss`` is the process's resident-set growth over the phase.
 
 Reading the tables: milliseconds per call, median and p90 over the timed calls of each variant;
 ``+ms`` is the median minus the baseline's median; ``x <name>`` divides the variant's median by
@@ -507,7 +508,7 @@ def main() -> None:
             rounds=min(args.rounds, args.calls),
             warmup=10,
             memory_calls=args.memory_calls or 2 * args.calls,
-            memory_warmup=100,
+            memory_warmup=300,
             settle_s=0.01,
         )
 
