@@ -112,3 +112,15 @@ def test_unknown_key_without_database(litellm_proxy: Proxy) -> None:
     with pytest.raises((AuthenticationFailed, InvalidRequest)) as info:
         model(litellm_proxy, "chat", api_key=secret).invoke("hi")
     assert secret not in str(info.value)
+
+
+def test_task_selector_reads_the_proxy_model_group_info(litellm_proxy: Proxy) -> None:
+    from gatewaykit import ProxyModelInfo
+
+    info = ProxyModelInfo(litellm_proxy.base_url, api_key=litellm_proxy.master_key)
+    groups = info.groups()
+    assert info.last_error is None, info.last_error
+    assert {"chat", "flaky", "tagged"} <= set(groups)
+    chat = groups["chat"]
+    assert chat["input_cost_per_token"] == pytest.approx(0.000001)
+    assert chat["output_cost_per_token"] == pytest.approx(0.000002)
