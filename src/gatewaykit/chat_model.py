@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 import httpx
+import openai
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import LanguageModelInput
 from langchain_core.language_models.model_profile import ModelProfile
@@ -736,6 +737,8 @@ class _StreamGuard:
     def fail(self, exc: BaseException) -> NoReturn:
         if isinstance(exc, StreamInterrupted):
             raise exc
+        if isinstance(exc, openai.LengthFinishReasonError | openai.ContentFilterFinishReasonError):
+            raise exc  # the stream finished (at the token limit / a filter): not an interruption
         new = translate(
             exc, deployment=self.model.deployment_id, model_group=self.model.model_group
         )
