@@ -31,6 +31,14 @@ EXPECTED = {
         "repaired after 2 attempts: CodeReview(score=2",
         "no review: StructuredOutputRefused (reason=refusal)",
     ],
+    "agent_as_model.py": [
+        "usage summed: 180 in, 35 out",
+        "tool calls: ['calculator', 'current_time']",
+        "returned tool calls: []",
+        "each token once: True",
+        "holds 4 messages",
+        "AgentError(agent=math-agent)",
+    ],
     "budgets_and_cache.py": [
         "call 2: BudgetExceeded(scope=team)",
         "the gateway saw 2 calls",

@@ -35,6 +35,16 @@ from gatewaykit.errors import (
 from gatewaykit.gateway_headers import GatewayInfo, RateLimitInfo, parse_gateway_headers
 
 if TYPE_CHECKING:
+    from gatewaykit.agents import (
+        AgentChatModel,
+        AgentError,
+        RemoteAgentChatModel,
+    )
+    from gatewaykit.agents.serve import (
+        ServeError,
+        create_app,
+        serve,
+    )
     from gatewaykit.cache import (
         InMemoryResponseCache,
         RedisResponseCache,
@@ -89,6 +99,12 @@ __version__ = "0.1.0"
 # Heavy modules (langchain-openai, langgraph) load on first use, so `import gatewaykit` stays
 # cheap for code that only needs the error types or the config loader.
 _LAZY = {
+    "AgentChatModel": "gatewaykit.agents",
+    "RemoteAgentChatModel": "gatewaykit.agents",
+    "AgentError": "gatewaykit.agents",
+    "create_app": "gatewaykit.agents.serve",
+    "serve": "gatewaykit.agents.serve",
+    "ServeError": "gatewaykit.agents.serve",
     "TaskSelector": "gatewaykit.selector",
     "TaskChatModel": "gatewaykit.selector",
     "TaskSelection": "gatewaykit.selector",
@@ -148,6 +164,8 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "AgentChatModel",
+    "AgentError",
     "AuthenticationFailed",
     "Budget",
     "BudgetAlert",
@@ -182,12 +200,14 @@ __all__ = [
     "RedisLedger",
     "RedisResponseCache",
     "RedisStore",
+    "RemoteAgentChatModel",
     "ResponseCache",
     "RetryPolicy",
     "RouterChatModel",
     "RouterEngine",
     "RuleResult",
     "SQLiteResponseCache",
+    "ServeError",
     "SpendContext",
     "SpendLedger",
     "StateStore",
@@ -209,8 +229,10 @@ __all__ = [
     "call_cost",
     "choose_method",
     "classify",
+    "create_app",
     "load_config",
     "parse_gateway_headers",
+    "serve",
     "store_from_config",
     "structured",
     "task_budgets",

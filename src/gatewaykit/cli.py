@@ -3,6 +3,9 @@
 ``gatewaykit demo`` runs the whole story on an embedded MockGateway (no keys, no network):
 a LangChain chain and a tool call through :class:`GatewayChatModel` with what the gateway said
 about each call, then the router failing over during an injected outage.
+
+``gatewaykit serve --config config.yaml`` serves a :class:`RouterChatModel` for each model group
+and alias of the config (or only the ``--model`` ones) behind an OpenAI-compatible API.
 """
 
 from __future__ import annotations
@@ -150,6 +153,30 @@ def demo(base_url: str | None = None, api_key: str | None = None, model: str | N
             mock.stop()
 
 
+def serve_config(
+    config: str,
+    models: list[str] | None = None,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    api_keys: list[str] | None = None,
+) -> int:
+    """Serve a router per model name of ``config`` (all public names when ``models`` is empty)."""
+    from gatewaykit.agents.serve import serve
+    from gatewaykit.config import load_config
+    from gatewaykit.routing.graph import RouterEngine
+    from gatewaykit.routing.model import RouterChatModel
+
+    cfg = load_config(config)
+    names = models or cfg.public_models()
+    for name in names:
+        cfg.resolve_group(name)  # a typo fails here, naming the known groups
+    engine = RouterEngine(cfg)  # one engine: cooldowns and budgets are shared across names
+    served = {name: RouterChatModel(config=cfg, model=name, engine=engine) for name in names}
+    print(f"serving {', '.join(names)} on http://{host}:{port}/v1", file=sys.stderr)
+    serve(served, host=host, port=port, api_keys=api_keys or None)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gatewaykit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -157,12 +184,34 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--base-url", help="a real OpenAI-compatible gateway instead of the mock")
     d.add_argument("--api-key", help="key for --base-url (default: $GATEWAYKIT_API_KEY)")
     d.add_argument("--model", help="model alias to call on --base-url")
+    s = sub.add_parser("serve", help="serve a config's model groups as an OpenAI-compatible API")
+    s.add_argument("--config", required=True, help="LiteLLM-style config.yaml")
+    s.add_argument(
+        "--model",
+        action="append",
+        help="a model group or alias to serve (repeatable; default: all public names)",
+    )
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument(
+        "--api-key",
+        action="append",
+        help="accepted bearer key (repeatable; default: comma-separated $GATEWAYKIT_SERVE_KEYS,"
+        " none means no auth)",
+    )
     args = parser.parse_args(argv)
     if args.command == "demo":
         import os
 
         key = args.api_key or os.environ.get("GATEWAYKIT_API_KEY")
         return demo(args.base_url, key, args.model)
+    if args.command == "serve":
+        import os
+
+        keys = args.api_key or [
+            k.strip() for k in os.environ.get("GATEWAYKIT_SERVE_KEYS", "").split(",") if k.strip()
+        ]
+        return serve_config(args.config, args.model, args.host, args.port, keys)
     return 2
 
 

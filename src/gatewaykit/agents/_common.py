@@ -1,0 +1,109 @@
+"""Pieces shared by the local and the remote agent chat models."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages.ai import UsageMetadata, add_usage
+from langchain_core.outputs import ChatGeneration, LLMResult
+from langchain_core.runnables import RunnableConfig
+
+from gatewaykit.errors import ErrorKind, UpstreamError
+
+__all__ = ["AgentError", "new_messages", "thread_id_from"]
+
+
+class AgentError(UpstreamError):
+    """An agent served as a chat model failed, or ended without a final answer.
+
+    ``agent`` names the agent, ``thread_id`` the conversation (None for a stateless run),
+    ``partial_text`` holds what a stream had already delivered before the failure (tokens cannot
+    be taken back, so the stream raises instead of ending on a truncated answer). The original
+    exception, when there is one, is chained as ``__cause__``.
+    """
+
+    kind: ClassVar[ErrorKind] = "upstream"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        agent: str,
+        thread_id: str | None = None,
+        partial_text: str = "",
+        **kw: Any,
+    ) -> None:
+        kw.setdefault("model_group", agent)
+        super().__init__(message, **kw)
+        self.agent = agent
+        self.thread_id = thread_id
+        self.partial_text = partial_text
+
+
+class UsageCollector(BaseCallbackHandler):
+    """Sums ``usage_metadata`` over every model call made inside an agent run."""
+
+    raise_error = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self.usage: UsageMetadata | None = None
+        self.calls = 0
+
+    def on_llm_end(self, response: LLMResult, **kwargs: Any) -> None:
+        for generations in response.generations:
+            for gen in generations:
+                if isinstance(gen, ChatGeneration) and isinstance(gen.message, AIMessage):
+                    usage = gen.message.usage_metadata
+                    with self._lock:
+                        self.calls += 1
+                        if usage:
+                            self.usage = add_usage(self.usage, usage)
+
+
+def thread_id_from(config: RunnableConfig | None, kwargs: Mapping[str, Any]) -> str | None:
+    """A ``thread_id`` kwarg wins over ``config["configurable"]["thread_id"]``."""
+    if kwargs.get("thread_id") is not None:
+        return str(kwargs["thread_id"])
+    configurable = (config or {}).get("configurable") or {}
+    value = configurable.get("thread_id")
+    return None if value is None else str(value)
+
+
+def new_messages(messages: Sequence[BaseMessage]) -> list[BaseMessage]:
+    """What a stateful thread has not seen yet: the messages after the last AI message.
+
+    A chat model receives the whole conversation on each call; a thread already holds
+    everything up to (and including) its own last answer.
+    """
+    for i in range(len(messages) - 1, -1, -1):
+        if isinstance(messages[i], AIMessage):
+            return list(messages[i + 1 :])
+    return list(messages)
+
+
+def strip_usage(chunk: AIMessageChunk) -> AIMessageChunk:
+    """A forwarded inner chunk without its usage (reported once, on the closing chunk) nor its
+    id (every chunk of the answer belongs to the agent's own run)."""
+    return AIMessageChunk(
+        content=chunk.content,
+        response_metadata={},
+        additional_kwargs={},
+    )
+
+
+def text_of(content: str | list[str | dict[str, Any]]) -> str:
+    if isinstance(content, str):
+        return content
+    out = []
+    for block in content:
+        if isinstance(block, str):
+            out.append(block)
+        elif isinstance(block, dict) and block.get("type") == "text":
+            out.append(str(block.get("text", "")))
+    return "".join(out)

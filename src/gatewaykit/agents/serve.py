@@ -1,0 +1,630 @@
+"""Serve any LangChain chat model behind an OpenAI-compatible HTTP API.
+
+:func:`create_app` builds a Starlette app exposing each model of a mapping under its name:
+
+- ``POST /v1/chat/completions``: JSON answers and SSE streams (``stream_options.include_usage``
+  adds a final usage chunk; every stream ends with ``data: [DONE]`` or, when the model fails
+  mid-way, with an ``error`` event);
+- ``GET /v1/models`` and ``GET /health/liveliness``;
+- A2A: ``POST /a2a/{model}`` (JSON-RPC 2.0 ``message/send``) and the agent card at
+  ``GET /.well-known/agent-card.json?model={model}`` (or ``/a2a/{model}/.well-known/...``).
+
+The models can be anything with ``ainvoke``/``astream``: a :class:`~gatewaykit.RouterChatModel`,
+a :class:`~gatewaykit.GatewayChatModel`, or a custom ``BaseChatModel`` wrapping an agent. An
+OpenAI SDK, LangChain's ``ChatOpenAI`` or a LiteLLM proxy (``model: openai/<name>``,
+``api_base: http://host:port/v1``) can call them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    HumanMessage,
+    convert_to_messages,
+)
+from langchain_core.runnables import Runnable
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from gatewaykit._redact import redact
+from gatewaykit.errors import GatewayError
+
+__all__ = ["ServeError", "create_app", "serve"]
+
+log = logging.getLogger(__name__)
+
+_NO_USAGE = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+_FORWARDED = ("temperature", "top_p", "seed", "presence_penalty", "frequency_penalty")
+
+
+class ServeError(Exception):
+    """A request the server refuses, rendered as an OpenAI-shaped error body."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        type: str = "invalid_request_error",
+        code: str | None = None,
+        param: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type
+        self.code = code
+        self.param = param
+        self.headers = dict(headers or {})
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code if self.code is not None else str(self.status),
+            }
+        }
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
+
+
+def _from_exception(exc: BaseException) -> ServeError:
+    """The error a model's exception becomes on the wire; never leaks secrets or internals."""
+    if isinstance(exc, ServeError):
+        return exc
+    if isinstance(exc, GatewayError):
+        status = exc.status if exc.status and 400 <= exc.status <= 599 else 502
+        headers: dict[str, str] = {}
+        retry_after: Any = (exc.headers or {}).get("retry-after") or exc.retry_after
+        if retry_after:
+            headers["retry-after"] = str(retry_after)
+        return ServeError(status, redact(exc.message or str(exc)), exc.kind, headers=headers)
+    log.error("model call failed: %s: %s", type(exc).__name__, redact(str(exc)))
+    log.debug("model call failure", exc_info=exc)
+    return ServeError(
+        500, f"internal error ({type(exc).__name__})", "internal_server_error", "internal_error"
+    )
+
+
+# --- request parsing -------------------------------------------------------------------------
+
+
+def _parse_messages(raw: Any) -> list[BaseMessage]:
+    if not isinstance(raw, list) or not raw:
+        raise ServeError(400, "'messages' must be a non-empty array", param="messages")
+    for i, m in enumerate(raw):
+        if not isinstance(m, Mapping):
+            raise ServeError(400, f"messages[{i}] must be an object", param=f"messages[{i}]")
+        role = m.get("role")
+        if role not in ("system", "developer", "user", "assistant", "tool", "function"):
+            raise ServeError(
+                400, f"messages[{i}].role is missing or invalid: {role!r}", param=f"messages[{i}]"
+            )
+        if role == "tool" and not m.get("tool_call_id"):
+            raise ServeError(
+                400, f"messages[{i}] has role 'tool' but no tool_call_id", param=f"messages[{i}]"
+            )
+        if "content" not in m and not m.get("tool_calls"):
+            raise ServeError(400, f"messages[{i}] has no content", param=f"messages[{i}]")
+    cleaned = []
+    for m in raw:
+        d = dict(m)
+        if d.get("content") is None:
+            d["content"] = ""
+        if d.get("role") == "developer":
+            d["role"] = "system"
+        cleaned.append(d)
+    try:
+        return convert_to_messages(cleaned)
+    except Exception as exc:  # langchain_core raises several types for bad shapes
+        raise ServeError(
+            400, f"malformed messages: {redact(str(exc))[:300]}", param="messages"
+        ) from None
+
+
+def _runnable_for(model: BaseChatModel, body: Mapping[str, Any]) -> Runnable[Any, Any]:
+    runnable: Runnable[Any, Any] = model
+    tools = body.get("tools")
+    if tools:
+        if not isinstance(tools, list):
+            raise ServeError(400, "'tools' must be an array", param="tools")
+        tool_choice = body.get("tool_choice")
+        extra: dict[str, Any] = {}
+        if body.get("parallel_tool_calls") is not None:
+            extra["parallel_tool_calls"] = body["parallel_tool_calls"]
+        try:
+            runnable = model.bind_tools(tools, tool_choice=tool_choice, **extra)
+        except NotImplementedError:
+            raise ServeError(400, "this model does not support tools", param="tools") from None
+        except (TypeError, ValueError, KeyError) as exc:
+            raise ServeError(400, f"invalid tools: {exc}", param="tools") from None
+    kwargs: dict[str, Any] = {k: body[k] for k in _FORWARDED if body.get(k) is not None}
+    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+    if max_tokens is not None:
+        if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+            raise ServeError(400, "'max_tokens' must be a positive integer", param="max_tokens")
+        kwargs["max_tokens"] = max_tokens
+    stop = body.get("stop")
+    if stop is not None:
+        if isinstance(stop, str):
+            stop = [stop]
+        if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
+            raise ServeError(400, "'stop' must be a string or an array of strings", param="stop")
+        kwargs["stop"] = stop
+    return runnable.bind(**kwargs) if kwargs else runnable
+
+
+# --- response rendering ----------------------------------------------------------------------
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts: list[str] = []
+        for block in content:
+            if isinstance(block, str):
+                parts.append(block)
+            elif isinstance(block, Mapping) and block.get("type") == "text":
+                parts.append(str(block.get("text", "")))
+        return "".join(parts)
+    return "" if content is None else str(content)
+
+
+def _usage(msg: AIMessage | None) -> dict[str, Any] | None:
+    um = getattr(msg, "usage_metadata", None) if msg is not None else None
+    if not um:
+        return None
+    prompt = int(um.get("input_tokens", 0))
+    completion = int(um.get("output_tokens", 0))
+    usage: dict[str, Any] = {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": int(um.get("total_tokens", prompt + completion)),
+    }
+    cached = (um.get("input_token_details") or {}).get("cache_read")
+    if cached:
+        usage["prompt_tokens_details"] = {"cached_tokens": int(cached)}
+    reasoning = (um.get("output_token_details") or {}).get("reasoning")
+    if reasoning:
+        usage["completion_tokens_details"] = {"reasoning_tokens": int(reasoning)}
+    return usage
+
+
+def _tool_calls(msg: AIMessage) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": tc.get("id") or f"call_{uuid.uuid4().hex[:24]}",
+            "type": "function",
+            "function": {"name": tc["name"], "arguments": json.dumps(tc.get("args", {}))},
+        }
+        for tc in msg.tool_calls
+    ]
+
+
+def _finish_reason(msg: AIMessage, has_tools: bool) -> str:
+    reason = msg.response_metadata.get("finish_reason") if msg.response_metadata else None
+    if has_tools:
+        return "tool_calls"
+    if isinstance(reason, str) and reason in ("stop", "length", "content_filter", "tool_calls"):
+        return reason
+    return "stop"
+
+
+def _completion(name: str, msg: Any) -> dict[str, Any]:
+    if not isinstance(msg, BaseMessage):
+        msg = AIMessage(content=_text(msg))
+    if not isinstance(msg, AIMessage):
+        msg = AIMessage(content=_text(msg.content))
+    calls = _tool_calls(msg)
+    message: dict[str, Any] = {"role": "assistant", "content": _text(msg.content) or None}
+    if calls:
+        message["tool_calls"] = calls
+    elif message["content"] is None:
+        message["content"] = ""
+    out: dict[str, Any] = {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": name,
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "finish_reason": _finish_reason(msg, bool(calls)),
+                "logprobs": None,
+            }
+        ],
+    }
+    usage = _usage(msg)
+    out["usage"] = usage or dict(_NO_USAGE)
+    return out
+
+
+def _sse(data: Mapping[str, Any]) -> bytes:
+    return f"data: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+class _ChunkWriter:
+    """Turns LangChain message chunks into OpenAI ``chat.completion.chunk`` events."""
+
+    def __init__(self, name: str) -> None:
+        self.id = f"chatcmpl-{uuid.uuid4().hex}"
+        self.created = int(time.time())
+        self.name = name
+        self.role_sent = False
+        self.total: AIMessageChunk | None = None
+        self.tool_index: dict[Any, int] = {}
+        self.finish: str | None = None
+
+    def event(self, delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
+        return _sse(
+            {
+                "id": self.id,
+                "object": "chat.completion.chunk",
+                "created": self.created,
+                "model": self.name,
+                "choices": [
+                    {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
+                ],
+                **extra,
+            }
+        )
+
+    def chunk(self, chunk: Any) -> bytes | None:
+        if not isinstance(chunk, AIMessageChunk):
+            chunk = AIMessageChunk(content=_text(getattr(chunk, "content", chunk)))
+        self.total = chunk if self.total is None else self.total + chunk
+        reason = (chunk.response_metadata or {}).get("finish_reason")
+        if isinstance(reason, str):
+            self.finish = reason
+        delta: dict[str, Any] = {}
+        if not self.role_sent:
+            delta["role"] = "assistant"
+            self.role_sent = True
+        text = _text(chunk.content)
+        if text:
+            delta["content"] = text
+        calls = []
+        for tcc in chunk.tool_call_chunks:
+            key = tcc.get("index")
+            if key is None:
+                key = tcc.get("id") or len(self.tool_index)
+            if key not in self.tool_index:
+                self.tool_index[key] = len(self.tool_index)
+                call: dict[str, Any] = {
+                    "index": self.tool_index[key],
+                    "id": tcc.get("id") or f"call_{uuid.uuid4().hex[:24]}",
+                    "type": "function",
+                    "function": {"name": tcc.get("name") or "", "arguments": tcc.get("args") or ""},
+                }
+            else:
+                call = {
+                    "index": self.tool_index[key],
+                    "function": {"arguments": tcc.get("args") or ""},
+                }
+            calls.append(call)
+        if calls:
+            delta["tool_calls"] = calls
+        if not delta:
+            return None
+        if "role" in delta and "content" not in delta and "tool_calls" not in delta:
+            delta["content"] = ""
+        return self.event(delta)
+
+    def finish_event(self) -> bytes:
+        has_tools = bool(self.tool_index)
+        reason = "tool_calls" if has_tools else (self.finish or "stop")
+        if reason not in ("stop", "length", "content_filter", "tool_calls"):
+            reason = "stop"
+        delta: dict[str, Any] = {} if self.role_sent else {"role": "assistant", "content": ""}
+        return self.event(delta, reason)
+
+    def usage_event(self) -> bytes:
+        usage = _usage(self.total) or {
+            "prompt_tokens": 0,
+            "completion_tokens": 0,
+            "total_tokens": 0,
+        }
+        return _sse(
+            {
+                "id": self.id,
+                "object": "chat.completion.chunk",
+                "created": self.created,
+                "model": self.name,
+                "choices": [],
+                "usage": usage,
+            }
+        )
+
+
+# --- the app ---------------------------------------------------------------------------------
+
+
+def create_app(
+    models: Mapping[str, BaseChatModel],
+    *,
+    api_keys: Sequence[str] | None = None,
+    a2a: bool = True,
+) -> Starlette:
+    """An OpenAI-compatible app serving each of ``models`` under its name.
+
+    With ``api_keys``, every route but ``/health/liveliness`` and the agent card wants
+    ``Authorization: Bearer <one of them>`` (or ``x-api-key``). ``a2a=False`` leaves out the A2A
+    routes.
+    """
+    if not models:
+        raise ValueError("create_app() needs at least one model")
+    served = dict(models)
+    keys = [k.encode() for k in (api_keys or []) if k]
+
+    def check_auth(request: Request) -> None:
+        if not keys:
+            return
+        header = request.headers.get("authorization", "")
+        token = header[7:].strip() if header.lower().startswith("bearer ") else ""
+        token = token or request.headers.get("x-api-key", "")
+        given = token.encode()
+        if not any(hmac.compare_digest(given, k) for k in keys):
+            raise ServeError(
+                401,
+                "invalid or missing API key" if token else "missing API key",
+                "authentication_error",
+                "invalid_api_key",
+            )
+
+    def lookup(name: Any) -> BaseChatModel:
+        if not isinstance(name, str) or not name:
+            raise ServeError(400, "'model' must be a non-empty string", param="model")
+        if name not in served:
+            raise ServeError(
+                404,
+                f"model {name!r} is not served here; available: {sorted(served)}",
+                "invalid_request_error",
+                "model_not_found",
+                "model",
+            )
+        return served[name]
+
+    async def read_json(request: Request) -> dict[str, Any]:
+        try:
+            body = await request.json()
+        except (ValueError, UnicodeDecodeError):
+            raise ServeError(400, "request body must be JSON") from None
+        if not isinstance(body, dict):
+            raise ServeError(400, "request body must be a JSON object")
+        return body
+
+    async def health(request: Request) -> Response:
+        return JSONResponse("I'm alive!")
+
+    async def list_models(request: Request) -> Response:
+        try:
+            check_auth(request)
+        except ServeError as e:
+            return e.response()
+        created = int(time.time())
+        data = [
+            {"id": n, "object": "model", "created": created, "owned_by": "gatewaykit"}
+            for n in served
+        ]
+        return JSONResponse({"object": "list", "data": data})
+
+    async def chat_completions(request: Request) -> Response:
+        try:
+            check_auth(request)
+            body = await read_json(request)
+            name = body.get("model")
+            model = lookup(name)
+            assert isinstance(name, str)
+            messages = _parse_messages(body.get("messages"))
+            n = body.get("n")
+            if n is not None and n != 1:
+                raise ServeError(400, "only n=1 is supported", param="n")
+            runnable = _runnable_for(model, body)
+            if not body.get("stream"):
+                try:
+                    result = await runnable.ainvoke(messages)
+                except Exception as exc:
+                    raise _from_exception(exc) from None
+                return JSONResponse(_completion(name, result))
+            opts = body.get("stream_options")
+            include_usage = isinstance(opts, Mapping) and bool(opts.get("include_usage"))
+            return await _stream(name, runnable, messages, include_usage)
+        except ServeError as e:
+            return e.response()
+
+    async def _stream(
+        name: str, runnable: Runnable[Any, Any], messages: list[BaseMessage], include_usage: bool
+    ) -> Response:
+        it = runnable.astream(messages).__aiter__()
+        # The first chunk is awaited before answering, so an up-front failure keeps its status.
+        try:
+            first: Any = await it.__anext__()
+            done = False
+        except StopAsyncIteration:
+            first, done = None, True
+        except Exception as exc:
+            raise _from_exception(exc) from None
+
+        async def events() -> AsyncIterator[bytes]:
+            writer = _ChunkWriter(name)
+            try:
+                if not done:
+                    ev = writer.chunk(first)
+                    if ev:
+                        yield ev
+                    async for chunk in it:
+                        ev = writer.chunk(chunk)
+                        if ev:
+                            yield ev
+            except Exception as exc:
+                err = _from_exception(exc)
+                yield _sse(err.body())
+                return
+            finally:
+                aclose = getattr(it, "aclose", None)
+                if aclose is not None:
+                    with contextlib.suppress(Exception):
+                        await aclose()
+            yield writer.finish_event()
+            if include_usage:
+                yield writer.usage_event()
+            yield b"data: [DONE]\n\n"
+
+        return StreamingResponse(
+            events(),
+            media_type="text/event-stream",
+            headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+        )
+
+    # --- A2A (JSON-RPC 2.0) --------------------------------------------------------------------
+
+    def agent_card(request: Request, name: str) -> dict[str, Any]:
+        url = str(request.base_url).rstrip("/") + f"/a2a/{name}"
+        return {
+            "name": name,
+            "description": f"{name}, served by gatewaykit",
+            "url": url,
+            "version": "1.0.0",
+            "protocolVersion": "0.3.0",
+            "preferredTransport": "JSONRPC",
+            "supportedInterfaces": [
+                {"url": url, "protocolBinding": "JSONRPC", "protocolVersion": "1.0"}
+            ],
+            "capabilities": {"streaming": False, "pushNotifications": False},
+            "defaultInputModes": ["text/plain"],
+            "defaultOutputModes": ["text/plain"],
+            "skills": [
+                {
+                    "id": "chat",
+                    "name": "chat",
+                    "description": f"Converse with {name}",
+                    "tags": ["chat"],
+                }
+            ],
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}} if keys else {},
+        }
+
+    async def card(request: Request) -> Response:
+        name = request.path_params.get("name") or request.query_params.get("model")
+        if name is None and len(served) == 1:
+            name = next(iter(served))
+        try:
+            lookup(name)
+        except ServeError as e:
+            return e.response()
+        assert isinstance(name, str)
+        return JSONResponse(agent_card(request, name))
+
+    def rpc_error(rid: Any, code: int, message: str, status: int = 200) -> JSONResponse:
+        return JSONResponse(
+            {"jsonrpc": "2.0", "id": rid, "error": {"code": code, "message": message}},
+            status_code=status,
+        )
+
+    async def a2a_rpc(request: Request) -> Response:
+        try:
+            check_auth(request)
+        except ServeError as e:
+            return rpc_error(None, -32001, e.message, 401)
+        name = request.path_params["name"]
+        if name not in served:
+            return rpc_error(None, -32001, f"agent {name!r} is not served here", 404)
+        try:
+            req = await request.json()
+        except (ValueError, UnicodeDecodeError):
+            return rpc_error(None, -32700, "parse error")
+        if not isinstance(req, dict) or req.get("jsonrpc") != "2.0" or "method" not in req:
+            return rpc_error(None, -32600, "invalid request")
+        rid = req.get("id")
+        if req["method"] != "message/send":
+            return rpc_error(rid, -32601, f"method not found: {req['method']}")
+        params = req.get("params")
+        message = params.get("message") if isinstance(params, dict) else None
+        parts = message.get("parts") if isinstance(message, dict) else None
+        if not isinstance(parts, list):
+            return rpc_error(rid, -32602, "params.message.parts must be an array")
+        text = "".join(
+            str(p.get("text", "")) for p in parts if isinstance(p, dict) and p.get("kind") == "text"
+        )
+        if not text:
+            return rpc_error(rid, -32602, "params.message has no text part")
+        assert isinstance(message, dict)
+        context_id = message.get("contextId") or uuid.uuid4().hex
+        task_id = uuid.uuid4().hex
+        try:
+            out = await served[name].ainvoke([HumanMessage(content=text)])
+        except Exception as exc:
+            err = _from_exception(exc)
+            return rpc_error(rid, -32603, f"{err.type}: {err.message}")
+        answer = {
+            "kind": "message",
+            "role": "agent",
+            "messageId": uuid.uuid4().hex,
+            "parts": [{"kind": "text", "text": _text(getattr(out, "content", out))}],
+            "contextId": context_id,
+            "taskId": task_id,
+        }
+        user = {**message, "contextId": context_id, "taskId": task_id}
+        task = {
+            "kind": "task",
+            "id": task_id,
+            "contextId": context_id,
+            "status": {
+                "state": "completed",
+                "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            },
+            "history": [user, answer],
+            "artifacts": [
+                {"artifactId": uuid.uuid4().hex, "name": "answer", "parts": answer["parts"]}
+            ],
+        }
+        return JSONResponse({"jsonrpc": "2.0", "id": rid, "result": task})
+
+    routes = [
+        Route("/health/liveliness", health, methods=["GET"]),
+        Route("/health/readiness", health, methods=["GET"]),
+        Route("/v1/models", list_models, methods=["GET"]),
+        Route("/models", list_models, methods=["GET"]),
+        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+        Route("/chat/completions", chat_completions, methods=["POST"]),
+    ]
+    if a2a:
+        routes += [
+            Route("/.well-known/agent-card.json", card, methods=["GET"]),
+            Route("/a2a/{name}/.well-known/agent-card.json", card, methods=["GET"]),
+            Route("/a2a/{name}", a2a_rpc, methods=["POST"]),
+        ]
+    return Starlette(routes=routes)
+
+
+def serve(
+    models: Mapping[str, BaseChatModel],
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    api_keys: Sequence[str] | None = None,
+    *,
+    log_level: str = "info",
+) -> None:
+    """Run :func:`create_app` on uvicorn until interrupted."""
+    import uvicorn
+
+    uvicorn.run(create_app(models, api_keys=api_keys), host=host, port=port, log_level=log_level)

@@ -1,0 +1,240 @@
+"""RemoteAgentChatModel against ``langgraph dev`` serving a small tool-using agent.
+
+One server per session, started from a temporary directory holding the agent's graph file and
+its ``langgraph.json``. The agent's model is GatewayChatModel on a MockGateway owned by this test
+process, so each test scripts the agent's turns before calling it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import textwrap
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
+
+from gatewaykit.agents import AgentError, RemoteAgentChatModel
+from gatewaykit.testing import Behavior, MockGateway
+from tests.integration.test_langgraph_server import _langgraph_bin
+
+pytestmark = pytest.mark.langgraph_server
+
+REPO = Path(__file__).resolve().parents[2]
+STARTUP_TIMEOUT_S = 90.0
+MODEL = "remote-agent-llm"
+FINAL = "6 times 7 is 42."
+
+AGENT_GRAPH = textwrap.dedent(
+    """
+    import os
+
+    from langchain_core.tools import tool
+    from langgraph.graph import START, MessagesState, StateGraph
+    from langgraph.prebuilt import ToolNode, tools_condition
+    from pydantic import SecretStr
+
+    from gatewaykit import GatewayChatModel
+
+
+    @tool
+    def calculator(expression: str) -> str:
+        \"\"\"Evaluate a product such as '6*7'.\"\"\"
+        left, _, right = expression.partition("*")
+        return str(int(left) * int(right))
+
+
+    llm = GatewayChatModel(
+        base_url=os.environ["AGENT_UPSTREAM_URL"],
+        api_key=SecretStr("sk-x"),
+        model="remote-agent-llm",
+        max_retries=0,
+    ).bind_tools([calculator])
+
+
+    def call_model(state: MessagesState) -> dict:
+        return {"messages": [llm.invoke(state["messages"])]}
+
+
+    builder = StateGraph(MessagesState)
+    builder.add_node("model", call_model)
+    builder.add_node("tools", ToolNode([calculator]))
+    builder.add_edge(START, "model")
+    builder.add_conditional_edges("model", tools_condition)
+    builder.add_edge("tools", "model")
+    graph = builder.compile(name="calc")
+    """
+)
+
+TOOL_TURN = Behavior(
+    tool_calls=[{"name": "calculator", "arguments": {"expression": "6*7"}}],
+    usage={"prompt_tokens": 10, "completion_tokens": 5},
+)
+ANSWER = Behavior(content=FINAL, usage={"prompt_tokens": 30, "completion_tokens": 7})
+
+
+@dataclass
+class Server:
+    url: str
+    upstream: MockGateway
+    log: Path
+
+    def log_tail(self, chars: int = 4000) -> str:
+        return self.log.read_text(errors="replace")[-chars:]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def agent_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    tmp = tmp_path_factory.mktemp("agent-server")
+    upstream = MockGateway()
+    upstream.start()
+    (tmp / "agent.py").write_text(AGENT_GRAPH)
+    (tmp / "langgraph.json").write_text(
+        json.dumps({"dependencies": [str(REPO)], "graphs": {"calc": f"{tmp / 'agent.py'}:graph"}})
+    )
+    port = _free_port()
+    log = tmp / "langgraph-dev.log"
+    env = {
+        **os.environ,
+        "AGENT_UPSTREAM_URL": upstream.base_url,
+        "LANGGRAPH_CLI_NO_ANALYTICS": "1",
+        "LANGSMITH_TRACING": "false",
+    }
+    cmd = [
+        _langgraph_bin(),
+        "dev",
+        "--no-browser",
+        "--no-reload",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, cwd=tmp, stdout=out, stderr=subprocess.STDOUT, env=env)
+    server = Server(f"http://127.0.0.1:{port}", upstream, log)
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"langgraph dev exited with {proc.returncode}:\n{server.log_tail()}")
+            try:
+                if httpx.get(f"{server.url}/ok", timeout=1, trust_env=False).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"langgraph dev did not answer /ok in time:\n{server.log_tail()}")
+            time.sleep(0.25)
+        yield server
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        upstream.stop()
+
+
+@pytest.fixture
+def server(agent_server: Server) -> Server:
+    agent_server.upstream.reset()
+    agent_server.upstream.script(MODEL, [TOOL_TURN, ANSWER])
+    return agent_server
+
+
+def remote(server: Server, **kw: Any) -> RemoteAgentChatModel:
+    return RemoteAgentChatModel(url=server.url, assistant_id="calc", **kw)
+
+
+def assert_final(msg: AIMessage | AIMessageChunk) -> None:
+    assert msg.content == FINAL
+    assert msg.tool_calls == []
+    assert msg.usage_metadata is not None  # the final model call's real usage
+    assert msg.usage_metadata["input_tokens"] == 30
+    assert msg.usage_metadata["output_tokens"] == 7
+    info = msg.response_metadata["agent"]
+    assert info["name"] == "calc"
+    assert info["steps"] == 2
+    assert info["tool_calls"] == ["calculator"]
+
+
+def test_invoke_returns_the_final_answer(server: Server) -> None:
+    msg = remote(server).invoke("What is 6*7?")
+    assert isinstance(msg, AIMessage)
+    assert_final(msg)
+    assert msg.response_metadata["agent"]["thread_id"] is None
+    assert server.upstream.count(MODEL) == 2  # the tool turn ran on the server
+
+
+def test_stream_yields_the_answer_tokens_once(server: Server) -> None:
+    chunks = list(remote(server).stream("What is 6*7?"))
+    texts = [str(c.content) for c in chunks if c.content]
+    assert len(texts) > 1
+    assert "".join(texts) == FINAL
+    assert not any(c.tool_call_chunks for c in chunks)
+    assert len([c for c in chunks if c.usage_metadata]) == 1
+    total = chunks[0]
+    for c in chunks[1:]:
+        total = total + c
+    assert_final(total)
+
+
+async def test_async_invoke_and_stream(server: Server) -> None:
+    msg = await remote(server).ainvoke("What is 6*7?")
+    assert_final(msg)
+    server.upstream.script(MODEL, [TOOL_TURN, ANSWER])
+    chunks = [c async for c in remote(server).astream("What is 6*7?")]
+    assert "".join(str(c.content) for c in chunks) == FINAL
+
+
+def test_thread_keeps_the_conversation_on_the_server(server: Server) -> None:
+    server.upstream.script(
+        MODEL, [Behavior(content="Hello Ada."), Behavior(content="You are Ada.")]
+    )
+    thread_id = str(uuid.uuid4())
+    model = remote(server)
+    first = model.invoke([HumanMessage("I am Ada.")], {"configurable": {"thread_id": thread_id}})
+    assert first.content == "Hello Ada."
+    assert first.response_metadata["agent"]["thread_id"] == thread_id
+    history: list[BaseMessage] = [HumanMessage("I am Ada."), first, HumanMessage("Who am I?")]
+    second = model.invoke(history, thread_id=thread_id)
+    assert second.content == "You are Ada."
+    state = httpx.get(f"{server.url}/threads/{thread_id}/state", trust_env=False).json()
+    assert [m["type"] for m in state["values"]["messages"]] == ["human", "ai", "human", "ai"]
+    body = server.upstream.requests[-1].body
+    assert body is not None
+    assert [m["content"] for m in body["messages"]] == ["I am Ada.", "Hello Ada.", "Who am I?"]
+
+
+def test_agent_failure_is_a_typed_error(server: Server) -> None:
+    server.upstream.script(MODEL, [TOOL_TURN, Behavior(status=500)])
+    with pytest.raises(AgentError, match="remote agent 'calc' failed") as info:
+        remote(server).invoke("What is 6*7?")
+    assert "UpstreamError" in str(info.value)  # the agent's own failure, named by the server
+    server.upstream.script(MODEL, [TOOL_TURN, Behavior(status=500)])
+    with pytest.raises(AgentError, match="remote agent 'calc' failed"):
+        list(remote(server).stream("What is 6*7?"))
+
+
+def test_unknown_assistant_is_a_typed_error(server: Server) -> None:
+    with pytest.raises(AgentError, match="remote agent 'nope' failed") as info:
+        RemoteAgentChatModel(url=server.url, assistant_id="nope").invoke("hi")
+    assert info.value.status in (404, 422)
+    assert "nope" in str(info.value)
