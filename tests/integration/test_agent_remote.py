@@ -238,3 +238,36 @@ def test_unknown_assistant_is_a_typed_error(server: Server) -> None:
         RemoteAgentChatModel(url=server.url, assistant_id="nope").invoke("hi")
     assert info.value.status in (404, 422)
     assert "nope" in str(info.value)
+
+
+def test_an_agent_is_a_router_deployment_and_a_fallback_target(server: Server) -> None:
+    from gatewaykit import RouterChatModel
+
+    server.upstream.script("broken-llm", Behavior(status=500))
+    cfg = {
+        "model_list": [
+            {
+                "model_name": "chat",
+                "litellm_params": {
+                    "model": "openai/broken-llm",
+                    "api_base": server.upstream.base_url,
+                    "api_key": "k",
+                },
+                "model_info": {"id": "broken"},
+            },
+            {
+                "model_name": "calc-agent",
+                "litellm_params": {"model": "langgraph/calc", "api_base": server.url},
+                "model_info": {"id": "calc-on-server"},
+            },
+        ],
+        "router_settings": {"num_retries": 0, "fallbacks": [{"chat": ["calc-agent"]}]},
+    }
+    msg = RouterChatModel.from_config(cfg, model="chat").invoke("What is 6 * 7?")
+    assert msg.content == FINAL
+    routing = msg.response_metadata["routing"]
+    assert routing["deployment"] == "calc-on-server"
+    assert routing["fallbacks"] == ["calc-agent"]
+    assert not msg.tool_calls  # the agent's own tool calls stayed inside
+    chunks = list(RouterChatModel.from_config(cfg, model="calc-agent").stream("6 * 7?"))
+    assert "".join(str(c.content) for c in chunks) == FINAL

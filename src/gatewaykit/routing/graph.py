@@ -31,6 +31,7 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from langchain_core.runnables import RunnableLambda
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command
+from pydantic import SecretStr
 
 from gatewaykit.chat_model import GatewayChatModel
 from gatewaykit.config import Deployment, GatewayConfig, load_config
@@ -254,7 +255,7 @@ class RouterEngine:
             b.scope not in REQUEST_SCOPES
             for b in self.budgets.budgets  # type: ignore[union-attr]
         )
-        self._models: dict[str, GatewayChatModel] = {}
+        self._models: dict[str, Any] = {}
         self._groups: dict[str, tuple[Deployment, ...]] = {}
         self._group_needs_tokens: dict[str, bool] = {}
         self._any_needs_tokens = any(d.max_input_tokens or d.tpm for d in cfg.deployments)
@@ -268,16 +269,23 @@ class RouterEngine:
             self._group_needs_tokens[name] = any(d.max_input_tokens or d.tpm for d in deps)
         return deps
 
-    def model_for(self, dep: Deployment) -> GatewayChatModel:
-        """The deployment's chat model, built on first use (a missing env var fails only then)."""
+    def model_for(self, dep: Deployment) -> Any:
+        """The deployment's chat model, built on first use (a missing env var fails only then).
+
+        ``langgraph/<assistant>`` deployments are agents on a LangGraph server (``api_base``):
+        they serve through :class:`~gatewaykit.agents.RemoteAgentChatModel`, so an agent can be
+        a group's deployment or another group's fallback."""
         model = self._models.get(dep.id)
         if model is None:
-            overrides: dict[str, Any] = {"max_retries": 0, **self.model_overrides}
-            if dep.provider == "litellm_proxy":
-                # The proxy behind must not retry or fall back on its own: this graph decides.
-                overrides.setdefault("num_retries", 0)
-                overrides.setdefault("disable_fallbacks", True)
-            model = GatewayChatModel.from_deployment(dep, config=self.config, **overrides)
+            if dep.provider == "langgraph":
+                model = _agent_model(dep, self.config)
+            else:
+                overrides: dict[str, Any] = {"max_retries": 0, **self.model_overrides}
+                if dep.provider == "litellm_proxy":
+                    # The proxy behind must not retry or fall back on its own: this graph decides.
+                    overrides.setdefault("num_retries", 0)
+                    overrides.setdefault("disable_fallbacks", True)
+                model = GatewayChatModel.from_deployment(dep, config=self.config, **overrides)
             self._models[dep.id] = model
         return model
 
@@ -725,7 +733,11 @@ def _attempt_sync(engine: RouterEngine, state: RouterState) -> RouterState:
             kwargs = engine.call_kwargs(req, started)
             if req.stream:
                 result = _collect_stream_sync(model, req, kwargs)
-            elif engine.transport is not None and can_use_lean_path(kwargs):
+            elif (
+                engine.transport is not None
+                and isinstance(model, GatewayChatModel)
+                and can_use_lean_path(kwargs)
+            ):
                 result = engine.transport.generate(model, req.messages, req.stop, **kwargs)
             else:
                 result = model._generate(req.messages, stop=req.stop, **kwargs)
@@ -775,7 +787,11 @@ async def _attempt_async(engine: RouterEngine, state: RouterState) -> RouterStat
             kwargs = engine.call_kwargs(req, started)
             if req.stream:
                 result = await _collect_stream_async(model, req, kwargs)
-            elif engine.transport is not None and can_use_lean_path(kwargs):
+            elif (
+                engine.transport is not None
+                and isinstance(model, GatewayChatModel)
+                and can_use_lean_path(kwargs)
+            ):
                 result = await engine.transport.agenerate(model, req.messages, req.stop, **kwargs)
             else:
                 result = await model._agenerate(req.messages, stop=req.stop, **kwargs)
@@ -849,22 +865,20 @@ def _has_payload(chunk: ChatGenerationChunk) -> bool:
     return bool(chunk.text) or bool(getattr(chunk.message, "tool_call_chunks", None))
 
 
-def _collect_stream_sync(
-    model: GatewayChatModel, req: RouteRequest, kwargs: dict[str, Any]
-) -> ChatResult:
+def _collect_stream_sync(model: Any, req: RouteRequest, kwargs: dict[str, Any]) -> ChatResult:
     relay = _Relay(req)
     for chunk in model._stream(req.messages, stop=req.stop, **kwargs):
         relay.push(chunk)
-    return relay.result(model.deployment_id or model.model_name)
+    return relay.result(_model_id(model))
 
 
 async def _collect_stream_async(
-    model: GatewayChatModel, req: RouteRequest, kwargs: dict[str, Any]
+    model: Any, req: RouteRequest, kwargs: dict[str, Any]
 ) -> ChatResult:
     relay = _Relay(req)
     async for chunk in model._astream(req.messages, stop=req.stop, **kwargs):
         relay.push(chunk)
-    return relay.result(model.deployment_id or model.model_name)
+    return relay.result(_model_id(model))
 
 
 def build_router_graph(
@@ -911,6 +925,38 @@ def _node(func: Callable[..., Any], afunc: Callable[..., Any]) -> Any:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _model_id(model: Any) -> str:
+    return str(
+        getattr(model, "deployment_id", None)
+        or getattr(model, "model_name", None)
+        or getattr(model, "assistant_id", "")
+    )
+
+
+def _agent_model(dep: Deployment, config: GatewayConfig) -> Any:
+    """A RemoteAgentChatModel for a ``langgraph/<assistant>`` deployment."""
+    from gatewaykit.agents.remote import RemoteAgentChatModel
+    from gatewaykit.config_errors import ConfigError, ConfigProblem
+
+    base = dep.api_base()
+    if not base:
+        raise ConfigError(
+            ConfigProblem(
+                f"model_list[{dep.index}].litellm_params.api_base",
+                f"agent deployment {dep.id!r} needs the LangGraph server's URL as api_base, "
+                "e.g. http://127.0.0.1:2024",
+            ),
+            source=config.source,
+        )
+    key = dep.api_key()
+    return RemoteAgentChatModel(
+        url=base,
+        assistant_id=dep.upstream_model,
+        api_key=SecretStr(key) if key else None,
+        timeout=dep.timeout,
+    )
 
 
 def _replace(policy: RetryPolicy, **changes: Any) -> RetryPolicy:
