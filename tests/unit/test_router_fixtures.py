@@ -27,12 +27,32 @@ ENV_REF = re.compile(r"os\.environ/([A-Za-z_][A-Za-z0-9_]*)")
 
 
 def routes() -> list[tuple[str, str]]:
-    """(fixture file, model name) for every group and every alias of every valid fixture."""
+    """(fixture file, model name) for every group and every alias of every valid fixture whose
+    deployments are models (agent groups are served by a LangGraph server, tested below)."""
     out: list[tuple[str, str]] = []
     for path in VALID_FIXTURES:
         cfg = GatewayConfig.from_yaml(path)  # os.environ/ references stay lazy: no env needed
-        out += [(path.name, name) for name in [*cfg.groups, *cfg.router.model_group_alias]]
+        for name in [*cfg.groups, *cfg.router.model_group_alias]:
+            if not any(d.is_agent for d in cfg.group(cfg.resolve_group(name))):
+                out.append((path.name, name))
     return out
+
+
+def test_agent_groups_are_served_by_the_remote_agent_adapter() -> None:
+    from gatewaykit.agents import RemoteAgentChatModel
+
+    agents = [
+        (path, d)
+        for path in VALID_FIXTURES
+        for d in GatewayConfig.from_yaml(path).deployments
+        if d.provider == "langgraph"
+    ]
+    assert agents, "a fixture registers a LangGraph agent as a model"
+    for path, d in agents:
+        router = RouterChatModel.from_config(path, model=d.model_name)
+        model = router.engine.model_for(d)
+        assert isinstance(model, RemoteAgentChatModel)
+        assert model.url == d.api_base() and model.assistant_id == d.upstream_model
 
 
 def fallback_cases() -> list[tuple[str, str, str]]:
