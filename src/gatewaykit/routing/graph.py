@@ -138,6 +138,8 @@ class RouteRequest:
     """Whether a token already reached the caller (from then on, no silent failover)."""
     delivered_text: list[str] = field(default_factory=list)
     """The text that reached the caller, for :class:`StreamInterrupted`."""
+    condemned: set[str] = field(default_factory=set)
+    """Deployments that failed with their own key/model/access error in this request."""
     attempt_ttft: float | None = None
     """Time to first token of the latest streamed attempt (latency-based routing)."""
 
@@ -353,6 +355,9 @@ class RouterEngine:
         temporary_until: list[float] = []
         candidates: list[Deployment] = []
         for d in deps:
+            if d.id in req.condemned:
+                reasons[d.id] = "failed with its own key, model or access in this request"
+                continue
             s = views[d.id]
             ok, why = is_available(s, now)
             if not ok:
@@ -484,18 +489,20 @@ class RouterEngine:
     def has_untried(self, state: RouterState, now: float) -> bool:
         """Whether a deployment of the current group that this request has not tried is up."""
         req = state["request"]
-        tried = set(state["tried"])
-        deps = [d for d in self.group(state["group"]) if d.id not in tried]
+        deps = [d for d in self.group(state["group"]) if d.id not in req.condemned]
+        if not deps:
+            return False
+        views = self.store.view([d.id for d in deps], now)
+        deps = [d for d in deps if is_available(views[d.id], now)[0]]
+        # the same filters, in the same order, as choose()
         if deps and self.tag_filtering:
             deps = st.by_tags(deps, req.tags, enabled=True)
         if deps and req.needs:
             deps = st.by_capabilities(deps, req.needs)
         if deps and req.input_tokens:
             deps = st.by_context_window(deps, req.input_tokens)
-        if not deps:
-            return False
-        views = self.store.view([d.id for d in deps], now)
-        return any(is_available(s, now)[0] for s in views.values())
+        tried = set(state["tried"])
+        return any(d.id not in tried for d in deps)
 
     def has_other_available(self, state: RouterState, exclude: str, now: float) -> bool:
         deps = self.group(state["group"])
@@ -613,6 +620,8 @@ class RouterEngine:
             return _Next("fail")  # tokens were delivered: never continue silently
         if kind == "stream_interrupted":
             kind = "upstream"  # buffered attempt: nothing reached the caller, restart cleanly
+        if kind in _PER_DEPLOYMENT_KINDS:
+            req.condemned.add(dep.id)
         if kind in _PER_DEPLOYMENT_KINDS and self.has_untried(state, now):
             return _Next("retry")
         if self.retry.is_retryable(kind) and state["retries"] < self.retry.retries_for(kind):
