@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.messages.ai import UsageMetadata, add_usage
 from langchain_core.outputs import ChatGeneration, LLMResult
@@ -107,3 +108,55 @@ def text_of(content: str | list[str | dict[str, Any]]) -> str:
         elif isinstance(block, dict) and block.get("type") == "text":
             out.append(str(block.get("text", "")))
     return "".join(out)
+
+
+class ThreadedAgentModel(BaseChatModel):
+    """The entry points shared by the agent models.
+
+    The thread id may live in the call's config, and chat-model internals never see the config,
+    so each entry point moves it into the call's kwargs.
+    """
+
+    def invoke(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> AIMessage:
+        kwargs["thread_id"] = thread_id_from(config, kwargs)
+        return super().invoke(input, config, stop=stop, **kwargs)
+
+    async def ainvoke(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> AIMessage:
+        kwargs["thread_id"] = thread_id_from(config, kwargs)
+        return await super().ainvoke(input, config, stop=stop, **kwargs)
+
+    def stream(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> Iterator[AIMessageChunk]:
+        kwargs["thread_id"] = thread_id_from(config, kwargs)
+        return super().stream(input, config, stop=stop, **kwargs)
+
+    def astream(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[AIMessageChunk]:
+        kwargs["thread_id"] = thread_id_from(config, kwargs)
+        return super().astream(input, config, stop=stop, **kwargs)

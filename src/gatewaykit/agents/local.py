@@ -16,7 +16,7 @@ from langchain_core.callbacks import (
     CallbackManager,
     CallbackManagerForLLMRun,
 )
-from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableConfig
@@ -25,11 +25,11 @@ from pydantic import ConfigDict, Field
 
 from gatewaykit.agents._common import (
     AgentError,
+    ThreadedAgentModel,
     UsageCollector,
     new_messages,
     strip_usage,
     text_of,
-    thread_id_from,
 )
 from gatewaykit.errors import GatewayError
 
@@ -40,7 +40,7 @@ _RESULT_MODES = ["values", "updates"]
 _STREAM_MODES = ["messages", "values", "updates"]
 
 
-class AgentChatModel(BaseChatModel):
+class AgentChatModel(ThreadedAgentModel):
     """A compiled LangGraph graph (an agent) as a chat model.
 
     A graph whose state has a ``messages`` channel is used as is: the input is
@@ -122,54 +122,6 @@ class AgentChatModel(BaseChatModel):
             f"agent {self.name_of_agent!r} runs its own tools; add tools to the agent graph "
             "instead of binding them to AgentChatModel"
         )
-
-    # ------------------------------------------------------------------ entry points
-    # The thread id may live in the call's config; chat-model internals never see the config,
-    # so it travels as a kwarg.
-
-    def invoke(
-        self,
-        input: LanguageModelInput,
-        config: RunnableConfig | None = None,
-        *,
-        stop: list[str] | None = None,
-        **kwargs: Any,
-    ) -> AIMessage:
-        kwargs["thread_id"] = thread_id_from(config, kwargs)
-        return super().invoke(input, config, stop=stop, **kwargs)
-
-    async def ainvoke(
-        self,
-        input: LanguageModelInput,
-        config: RunnableConfig | None = None,
-        *,
-        stop: list[str] | None = None,
-        **kwargs: Any,
-    ) -> AIMessage:
-        kwargs["thread_id"] = thread_id_from(config, kwargs)
-        return await super().ainvoke(input, config, stop=stop, **kwargs)
-
-    def stream(
-        self,
-        input: LanguageModelInput,
-        config: RunnableConfig | None = None,
-        *,
-        stop: list[str] | None = None,
-        **kwargs: Any,
-    ) -> Iterator[AIMessageChunk]:
-        kwargs["thread_id"] = thread_id_from(config, kwargs)
-        return super().stream(input, config, stop=stop, **kwargs)
-
-    def astream(
-        self,
-        input: LanguageModelInput,
-        config: RunnableConfig | None = None,
-        *,
-        stop: list[str] | None = None,
-        **kwargs: Any,
-    ) -> AsyncIterator[AIMessageChunk]:
-        kwargs["thread_id"] = thread_id_from(config, kwargs)
-        return super().astream(input, config, stop=stop, **kwargs)
 
     # ------------------------------------------------------------------ runs
 

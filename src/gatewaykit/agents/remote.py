@@ -12,14 +12,18 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from pydantic import ConfigDict, Field, SecretStr
 
-from gatewaykit.agents._common import AgentError, new_messages, thread_id_from
+from gatewaykit.agents._common import (
+    AgentError,
+    ThreadedAgentModel,
+    new_messages,
+)
 
 if TYPE_CHECKING:
     from langgraph_sdk.schema import StreamMode
@@ -29,7 +33,7 @@ __all__ = ["RemoteAgentChatModel"]
 _STREAM_MODES: list[StreamMode] = ["messages-tuple", "values"]
 
 
-class RemoteAgentChatModel(BaseChatModel):
+class RemoteAgentChatModel(ThreadedAgentModel):
     """An assistant (or graph id) of a LangGraph server as a chat model.
 
     Example::
@@ -98,52 +102,6 @@ class RemoteAgentChatModel(BaseChatModel):
         raise NotImplementedError(
             f"remote agent {self.assistant_id!r} runs its own tools; tools cannot be bound to it"
         )
-
-    # ------------------------------------------------------------------ entry points
-
-    def invoke(
-        self,
-        input: LanguageModelInput,
-        config: RunnableConfig | None = None,
-        *,
-        stop: list[str] | None = None,
-        **kwargs: Any,
-    ) -> AIMessage:
-        kwargs["thread_id"] = thread_id_from(config, kwargs)
-        return super().invoke(input, config, stop=stop, **kwargs)
-
-    async def ainvoke(
-        self,
-        input: LanguageModelInput,
-        config: RunnableConfig | None = None,
-        *,
-        stop: list[str] | None = None,
-        **kwargs: Any,
-    ) -> AIMessage:
-        kwargs["thread_id"] = thread_id_from(config, kwargs)
-        return await super().ainvoke(input, config, stop=stop, **kwargs)
-
-    def stream(
-        self,
-        input: LanguageModelInput,
-        config: RunnableConfig | None = None,
-        *,
-        stop: list[str] | None = None,
-        **kwargs: Any,
-    ) -> Iterator[AIMessageChunk]:
-        kwargs["thread_id"] = thread_id_from(config, kwargs)
-        return super().stream(input, config, stop=stop, **kwargs)
-
-    def astream(
-        self,
-        input: LanguageModelInput,
-        config: RunnableConfig | None = None,
-        *,
-        stop: list[str] | None = None,
-        **kwargs: Any,
-    ) -> AsyncIterator[AIMessageChunk]:
-        kwargs["thread_id"] = thread_id_from(config, kwargs)
-        return super().astream(input, config, stop=stop, **kwargs)
 
     # ------------------------------------------------------------------ runs
 
