@@ -70,7 +70,6 @@ from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.prompt_values import PromptValue
 from langchain_core.runnables import Runnable, RunnableConfig, ensure_config
 from langchain_core.tools import BaseTool
-from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field, SecretStr
 
 from gatewaykit.config import CAPABILITIES, GatewayConfig, TaskSpec, load_config
@@ -1861,16 +1860,11 @@ class TaskChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> Runnable[LanguageModelInput, AIMessage]:
         """Bind tools in OpenAI format; the tools capability then joins the request's needs."""
-        formatted = [convert_to_openai_tool(t, strict=strict) for t in tools]
-        if tool_choice is not None and tool_choice is not False:
-            if tool_choice in ("any", True, "required"):
-                tool_choice = "required"
-            elif isinstance(tool_choice, str) and tool_choice not in ("auto", "none"):
-                tool_choice = {"type": "function", "function": {"name": tool_choice}}
-            kwargs["tool_choice"] = tool_choice
-        if parallel_tool_calls is not None:
-            kwargs["parallel_tool_calls"] = parallel_tool_calls
-        return super().bind(tools=formatted, **kwargs)
+        from gatewaykit.routing.model import openai_tool_binding
+
+        return super().bind(
+            **openai_tool_binding(tools, tool_choice, strict, parallel_tool_calls), **kwargs
+        )
 
     def _filter_disabled_params(self, **kwargs: Any) -> dict[str, Any]:
         return kwargs

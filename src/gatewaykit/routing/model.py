@@ -226,16 +226,9 @@ class RouterChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> Runnable[LanguageModelInput, AIMessage]:
         """Bind tools in OpenAI format; whichever deployment serves receives them."""
-        formatted = [convert_to_openai_tool(t, strict=strict) for t in tools]
-        if tool_choice is not None and tool_choice is not False:
-            if tool_choice in ("any", True, "required"):
-                tool_choice = "required"
-            elif isinstance(tool_choice, str) and tool_choice not in ("auto", "none"):
-                tool_choice = {"type": "function", "function": {"name": tool_choice}}
-            kwargs["tool_choice"] = tool_choice
-        if parallel_tool_calls is not None:
-            kwargs["parallel_tool_calls"] = parallel_tool_calls
-        return super().bind(tools=formatted, **kwargs)
+        return super().bind(
+            **openai_tool_binding(tools, tool_choice, strict, parallel_tool_calls), **kwargs
+        )
 
     def _filter_disabled_params(self, **kwargs: Any) -> dict[str, Any]:
         return kwargs
@@ -447,6 +440,26 @@ class RouterChatModel(BaseChatModel):
         return ChatGenerationChunk(
             message=AIMessageChunk(content=""), generation_info={"routing": routing}
         )
+
+
+def openai_tool_binding(
+    tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
+    tool_choice: dict[str, Any] | str | bool | None,
+    strict: bool | None,
+    parallel_tool_calls: bool | None,
+) -> dict[str, Any]:
+    """``bind`` kwargs for tools in OpenAI format, with ChatOpenAI's ``tool_choice`` mapping
+    (``"any"``/``True`` -> ``"required"``, a tool name -> that function)."""
+    out: dict[str, Any] = {"tools": [convert_to_openai_tool(t, strict=strict) for t in tools]}
+    if tool_choice is not None and tool_choice is not False:
+        if tool_choice in ("any", True, "required"):
+            tool_choice = "required"
+        elif isinstance(tool_choice, str) and tool_choice not in ("auto", "none"):
+            tool_choice = {"type": "function", "function": {"name": tool_choice}}
+        out["tool_choice"] = tool_choice
+    if parallel_tool_calls is not None:
+        out["parallel_tool_calls"] = parallel_tool_calls
+    return out
 
 
 def _graph_for(engine: RouterEngine) -> Any:
