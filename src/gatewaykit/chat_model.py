@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import time
 import warnings
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -41,6 +42,13 @@ from gatewaykit.gateway_headers import parse_gateway_headers
 
 if TYPE_CHECKING:
     from gatewaykit.config import Deployment, GatewayConfig
+    from gatewaykit.guardrails.runner import ActiveGuardrails
+
+# The request's local guardrails, from request shaping to the answer (the pooled router path
+# calls _get_request_payload and _create_chat_result without a shared call frame).
+_POST_GUARD: contextvars.ContextVar[tuple[int | None, Any]] = contextvars.ContextVar(
+    "gatewaykit_post_guardrails", default=(None, None)
+)
 
 __all__ = ["CALL_OPTIONS", "NOT_IN_CACHE_KEY", "CacheControl", "GatewayChatModel"]
 
@@ -147,7 +155,12 @@ class GatewayChatModel(ChatOpenAI):  # type: ignore[override]
     end_user: str | None = None
     """End-user id, sent as ``user``: the gateway tracks spend and budgets per end user."""
     guardrails: list[str] | dict[str, bool] | None = None
-    """Guardrails to run (names), or ``{name: True/False}`` to switch each on or off."""
+    """Guardrails to run (names), or ``{name: True/False}`` to switch each on or off. Names of
+    ``local_guardrails`` switch those; with the ``litellm`` dialect the names are also sent to
+    the gateway."""
+    local_guardrails: list[Any] = Field(default_factory=list, exclude=True)
+    """Guardrails run in the process (:mod:`gatewaykit.guardrails`): the gateway and the
+    provider receive the masked messages, the caller the masked answer (streams too)."""
     cache_control: CacheControl | None = None
     """Gateway response-cache controls for each request."""
     num_retries: int | None = None
@@ -179,6 +192,10 @@ class GatewayChatModel(ChatOpenAI):  # type: ignore[override]
     @model_validator(mode="before")
     @classmethod
     def _gateway_defaults(cls, values: Any) -> Any:
+        if isinstance(values, dict) and values.get("local_guardrails"):
+            from gatewaykit.guardrails.runner import GuardrailSet
+
+            values["local_guardrails"] = GuardrailSet(values["local_guardrails"]).guardrails
         if isinstance(values, dict):
             if values.get("include_response_headers"):
                 values.setdefault("keep_raw_headers", True)
@@ -211,6 +228,11 @@ class GatewayChatModel(ChatOpenAI):  # type: ignore[override]
         from gatewaykit.config import load_config
 
         cfg = load_config(config)
+        if "callbacks" not in overrides:
+            from gatewaykit.observability.callbacks import callbacks_from_config
+
+            # `litellm_settings.success_callback: [langfuse, prometheus]` is the one switch.
+            overrides["callbacks"] = callbacks_from_config(cfg) or None
         gw = cfg.gateway
         base_url = gw.resolved_base_url(extra=cfg.environment_variables) if gw else None
         if gw is not None and base_url:
@@ -236,6 +258,12 @@ class GatewayChatModel(ChatOpenAI):  # type: ignore[override]
                 "model_group": cfg.resolve_group(model),
                 "profile": _profile(deployments[0]) if deployments else None,
             }
+            if deployments and cfg.guardrails:
+                from gatewaykit.guardrails.resolve import plan_for_deployment
+
+                # The proxy runs the names itself (same config); run the local kinds here too.
+                plan = plan_for_deployment(cfg, deployments[0], via_gateway=True)
+                params["local_guardrails"] = plan.local or None
             if gw.timeout is not None:
                 params["timeout"] = gw.timeout
             if gw.ttft_timeout is not None:
@@ -279,6 +307,12 @@ class GatewayChatModel(ChatOpenAI):  # type: ignore[override]
             "dialect": "litellm" if provider == "litellm_proxy" else "openai",
             "profile": _profile(deployment),
         }
+        if config is not None and (deployment.guardrails or config.guardrails):
+            from gatewaykit.guardrails.resolve import plan_for_deployment
+
+            plan = plan_for_deployment(config, deployment, via_gateway=provider == "litellm_proxy")
+            params["local_guardrails"] = plan.local or None
+            params["guardrails"] = plan.gateway_names or None
         if deployment.timeout is not None:
             params["timeout"] = deployment.timeout
         if deployment.stream_timeout is not None:
@@ -423,9 +457,44 @@ class GatewayChatModel(ChatOpenAI):  # type: ignore[override]
         **kwargs: Any,
     ) -> dict[str, Any]:
         call = {k: kwargs.pop(k) for k in CALL_OPTIONS if k in kwargs}
+        if self.local_guardrails:
+            active = self._active_guardrails(call)
+            _POST_GUARD.set((id(self), active))
+            if active.pre_guardrails:
+                input_ = active.pre(self._convert_input(input_).to_messages())
         payload: dict[str, Any] = super()._get_request_payload(input_, stop=stop, **kwargs)
         self._apply_gateway_options(payload, call)
         return payload
+
+    # ------------------------------------------------------------------ local guardrails
+
+    def _active_guardrails(self, call: Mapping[str, Any]) -> ActiveGuardrails:
+        """This request's local guardrails (``guardrails`` switches them per call)."""
+        from gatewaykit.guardrails.runner import GuardrailSet, names_of
+
+        gs = GuardrailSet.__new__(GuardrailSet)
+        gs.guardrails = list(self.local_guardrails)
+        toggles = self._option(call, "guardrails")
+        if self.dialect != "litellm":
+            missing = [n for n, on in gs.remote(toggles).items() if on]
+            if missing:
+                raise ConfigError(
+                    ConfigProblem(
+                        "guardrails",
+                        f"guardrail(s) {missing} are not local ({', '.join(gs.names) or 'none'})"
+                        " and this model calls its provider directly (dialect 'openai'), so no "
+                        "gateway will run them",
+                    )
+                )
+        return gs.select(names_of(toggles) or None)
+
+    def _post_guardrails(self) -> ActiveGuardrails | None:
+        if not self.local_guardrails:
+            return None
+        owner, active = _POST_GUARD.get()
+        if owner != id(self) or active is None:
+            return self._active_guardrails({})
+        return active  # type: ignore[no-any-return]
 
     def _option(self, call: Mapping[str, Any], name: str) -> Any:
         if name in call:
@@ -505,6 +574,9 @@ class GatewayChatModel(ChatOpenAI):  # type: ignore[override]
         if headers is not None:
             info["gateway"] = parse_gateway_headers(headers)
         result = super()._create_chat_result(response, info)
+        guard = self._post_guardrails()
+        if guard is not None:
+            result = guard.post_result(result)
         for gen in result.generations:
             finish = (gen.generation_info or {}).get("finish_reason")
             if (
@@ -561,6 +633,23 @@ class GatewayChatModel(ChatOpenAI):  # type: ignore[override]
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
+        active = self._active_guardrails(kwargs) if self.local_guardrails else None
+        if active is None or not active.post_guardrails:
+            yield from self._stream_checked(messages, stop, run_manager, **kwargs)
+            return
+        # Callbacks see the masked tokens only: the raw stream runs without the run manager.
+        for chunk in active.stream(self._stream_checked(messages, stop, None, **kwargs)):
+            if run_manager is not None and chunk.text:
+                run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+            yield chunk
+
+    def _stream_checked(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
         guard = _StreamGuard(self, kwargs)
         try:
             for chunk in super()._stream(messages, stop=stop, run_manager=run_manager, **kwargs):
@@ -570,6 +659,24 @@ class GatewayChatModel(ChatOpenAI):  # type: ignore[override]
         yield from guard.finish()
 
     async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        active = self._active_guardrails(kwargs) if self.local_guardrails else None
+        if active is None or not active.post_guardrails:
+            async for chunk in self._astream_checked(messages, stop, run_manager, **kwargs):
+                yield chunk
+            return
+        source = self._astream_checked(messages, stop, None, **kwargs)
+        async for chunk in active.astream(source):
+            if run_manager is not None and chunk.text:
+                await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+            yield chunk
+
+    async def _astream_checked(
         self,
         messages: list[BaseMessage],
         stop: list[str] | None = None,

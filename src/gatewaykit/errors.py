@@ -9,7 +9,7 @@ The tree mirrors how callers branch::
         ├── NoDeploymentAvailable        (ModelAPIError) retry_after, reasons, attempts
         ├── ModelAccessDenied            (ModelPermissionDeniedError) model, allowed_models
         ├── AuthenticationFailed         (ModelAuthenticationError)
-        ├── GuardrailBlocked             (ModelInvalidRequestError) guardrail, details
+        ├── GuardrailBlocked             (ModelInvalidRequestError) guardrail, rule, stage
         ├── ContextWindowExceeded        (ContextOverflowError)
         ├── ContentPolicyViolation       (ModelInvalidRequestError)
         ├── InvalidRequest               (ModelInvalidRequestError) a deterministic 4xx
@@ -260,7 +260,18 @@ class AuthenticationFailed(GatewayError, ModelAuthenticationError):
 class GuardrailBlocked(GatewayError, ModelInvalidRequestError):
     """A guardrail (the gateway's or gatewaykit's) refused the input or output.
 
-    ``guardrail`` names the rule that fired when known; ``details`` holds the vendor response.
+    ``guardrail`` names the guardrail that fired when known, ``rule`` the rule inside it (an
+    entity such as ``"CREDIT_CARD"``, a word-list entry's label, an injection heuristic), and
+    ``stage`` whether it refused the input (``"pre_call"``) or the answer (``"post_call"``);
+    ``details`` holds the vendor response. A guardrail raised locally never puts the offending
+    text in the message.
+
+    Example::
+
+        try:
+            llm.invoke(user_text)
+        except GuardrailBlocked as e:
+            log.info("refused by %s (%s, %s)", e.guardrail, e.rule, e.stage)
     """
 
     kind: ClassVar[ErrorKind] = "guardrail"
@@ -270,11 +281,15 @@ class GuardrailBlocked(GatewayError, ModelInvalidRequestError):
         message: str,
         *,
         guardrail: str | None = None,
+        rule: str | None = None,
+        stage: str | None = None,
         details: Mapping[str, Any] | None = None,
         **kw: Any,
     ) -> None:
         super().__init__(message, **kw)
         self.guardrail = guardrail
+        self.rule = rule
+        self.stage = stage
         self.details: dict[str, Any] = dict(details or {})
 
 

@@ -99,6 +99,10 @@ class RouterChatModel(BaseChatModel):
     api_key: SecretStr | None = Field(default=None, exclude=True, repr=False)
     """One key for every deployment (e.g. a virtual key for a LiteLLM proxy); by default each
     deployment uses its own ``litellm_params.api_key``."""
+    local_guardrails: list[Any] = Field(default_factory=list, exclude=True)
+    """Guardrails run around the whole routed call, whichever deployment serves
+    (:mod:`gatewaykit.guardrails`); each deployment's own ``model_info.guardrails`` run on top.
+    A refusal is never retried or fallen back."""
     engine: RouterEngine = Field(default=None, exclude=True, validate_default=False)  # type: ignore[assignment]
     """Routing decisions and state; shared by every copy made by ``bind``. Built from
     ``config`` when not given."""
@@ -116,12 +120,21 @@ class RouterChatModel(BaseChatModel):
 
     @model_validator(mode="after")
     def _build_engine(self) -> RouterChatModel:
+        if self.local_guardrails:
+            from gatewaykit.guardrails.runner import GuardrailSet
+
+            self.local_guardrails = GuardrailSet(self.local_guardrails).guardrails
         if self.engine is None:
             self.engine = RouterEngine(self.config)
         if self.max_retries is not None:
             self.engine.retry = dataclasses.replace(self.engine.retry, num_retries=self.max_retries)
         if self.api_key is not None:
             self.engine.model_overrides["api_key"] = self.api_key
+        if self.callbacks is None:
+            from gatewaykit.observability.callbacks import callbacks_from_config
+
+            # `litellm_settings.success_callback: [langfuse, prometheus]` is the one switch.
+            self.callbacks = callbacks_from_config(self.engine.config, engine=self.engine) or None
         return self
 
     @classmethod
@@ -326,6 +339,24 @@ class RouterChatModel(BaseChatModel):
             )
         return cfg
 
+    def _guard(self, kwargs: dict[str, Any]) -> Any:
+        """This request's router-level guardrails; their names leave the deployments' switches."""
+        if not self.local_guardrails:
+            return None
+        from gatewaykit.guardrails.runner import GuardrailSet
+
+        gs = GuardrailSet.__new__(GuardrailSet)
+        gs.guardrails = list(self.local_guardrails)
+        toggles = kwargs.get("guardrails")
+        active = gs.select(toggles)
+        rest = gs.remote(toggles)
+        if toggles is not None:
+            if rest:
+                kwargs["guardrails"] = rest
+            else:
+                kwargs.pop("guardrails")
+        return active
+
     def _finish(self, state: RouterState) -> ChatResult:
         result = state.get("result")
         if result is None:
@@ -346,9 +377,13 @@ class RouterChatModel(BaseChatModel):
     ) -> ChatResult:
         if self.streaming:
             return generate_from_stream(self._stream(messages, stop, run_manager, **kwargs))
+        guard = self._guard(kwargs)
+        if guard is not None:
+            messages = guard.pre(messages)
         state = self._start(messages, stop, kwargs, stream=False)
         out = self.graph.invoke(state, self._graph_config(run_manager, CallbackManager))
-        return self._finish(out)
+        result = self._finish(out)
+        return guard.post_result(result) if guard is not None else result
 
     async def _agenerate(
         self,
@@ -359,11 +394,32 @@ class RouterChatModel(BaseChatModel):
     ) -> ChatResult:
         if self.streaming:
             return await agenerate_from_stream(self._astream(messages, stop, run_manager, **kwargs))
+        guard = self._guard(kwargs)
+        if guard is not None:
+            messages = await guard.apre(messages)
         state = self._start(messages, stop, kwargs, stream=False)
         out = await self.graph.ainvoke(state, self._graph_config(run_manager, AsyncCallbackManager))
-        return self._finish(out)
+        result = self._finish(out)
+        return await guard.apost_result(result) if guard is not None else result
 
     def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        guard = self._guard(kwargs)
+        if guard is None:
+            yield from self._stream_routed(messages, stop, run_manager, **kwargs)
+            return
+        source = self._stream_routed(guard.pre(messages), stop, None, **kwargs)
+        for chunk in guard.stream(source):
+            if run_manager is not None and chunk.text:
+                run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+            yield chunk
+
+    def _stream_routed(
         self,
         messages: list[BaseMessage],
         stop: list[str] | None = None,
@@ -401,6 +457,24 @@ class RouterChatModel(BaseChatModel):
         yield self._final_chunk(box["state"])
 
     async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        guard = self._guard(kwargs)
+        if guard is None:
+            async for chunk in self._astream_routed(messages, stop, run_manager, **kwargs):
+                yield chunk
+            return
+        source = self._astream_routed(await guard.apre(messages), stop, None, **kwargs)
+        async for chunk in guard.astream(source):
+            if run_manager is not None and chunk.text:
+                await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+            yield chunk
+
+    async def _astream_routed(
         self,
         messages: list[BaseMessage],
         stop: list[str] | None = None,
