@@ -436,7 +436,11 @@ def test_a2a_message_send_and_card(server: Server) -> None:
     result = r.json()["result"]
     assert result["kind"] == "task"
     assert result["status"]["state"] == "completed"
-    assert result["history"][-1]["parts"][0]["text"] == "echo: ping"
+    # The answer is the task's artifact (A2A 0.3+), with the model's usage in its metadata.
+    (artifact,) = result["artifacts"]
+    assert artifact["parts"] == [{"kind": "text", "text": "echo: ping"}]
+    assert artifact["metadata"]["usage"]["output_tokens"] == 2
+    assert result["history"][0]["parts"][0]["text"] == "ping"
     assert r.json()["id"] == 1
     bad = httpx.post(card["url"], json={**rpc, "method": "tasks/nope"}, headers=headers)
     assert bad.json()["error"]["code"] == -32601
@@ -605,3 +609,53 @@ def test_cli_serve_subprocess(upstream: MockGateway, tmp_path: Path) -> None:
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+# --- /metrics ----------------------------------------------------------------------------------
+
+
+def test_metrics_route_counts_served_calls(upstream: MockGateway) -> None:
+    from gatewaykit.observability import GatewayMetrics
+
+    metrics = GatewayMetrics()
+    config = {
+        "model_list": [
+            {
+                "model_name": "smart",
+                "litellm_params": {
+                    "model": "openai/metrics-smart",
+                    "api_base": upstream.base_url,
+                    "api_key": "k",
+                },
+                "model_info": {"id": "metrics-smart"},
+            }
+        ]
+    }
+    app = create_app(
+        {"smart": RouterChatModel.from_config(config, model="smart"), "agent": EchoAgent()},
+        api_keys=[KEY],
+        metrics=metrics,
+    )
+    with Server(app) as s:
+        sdk = openai.OpenAI(base_url=s.base_url, api_key=KEY, max_retries=0)
+        for _ in range(2):
+            sdk.chat.completions.create(model="smart", messages=[{"role": "user", "content": "x"}])
+        sdk.chat.completions.create(model="agent", messages=[{"role": "user", "content": "y"}])
+        root = f"http://127.0.0.1:{s.port}"
+        assert httpx.get(f"{root}/metrics").status_code == 401
+        scrape = httpx.get(f"{root}/metrics", headers={"authorization": f"Bearer {KEY}"})
+    assert scrape.status_code == 200
+    smart = [
+        line
+        for line in scrape.text.splitlines()
+        if line.startswith("gatewaykit_requests_metric_total{")
+        and 'requested_model="smart"' in line
+    ]
+    assert len(smart) == 1 and smart[0].endswith(" 2.0"), scrape.text
+    assert 'deployment="metrics-smart"' in smart[0] and 'status="success"' in smart[0]
+    assert (
+        metrics.value("gatewaykit_spend_metric_total", requested_model="smart", model="smart") > 0
+    )
+    assert KEY not in scrape.text
+    app_off = create_app({"agent": EchoAgent()}, metrics=False)
+    assert all(getattr(r, "path", "") != "/metrics" for r in app_off.routes)

@@ -6,8 +6,10 @@
   adds a final usage chunk; every stream ends with ``data: [DONE]`` or, when the model fails
   mid-way, with an ``error`` event);
 - ``GET /v1/models`` and ``GET /health/liveliness``;
-- A2A: ``POST /a2a/{model}`` (JSON-RPC 2.0 ``message/send``) and the agent card at
-  ``GET /.well-known/agent-card.json?model={model}`` (or ``/a2a/{model}/.well-known/...``).
+- A2A (a2a-sdk's server): ``POST /a2a/{model}`` speaks JSON-RPC ``message/send``,
+  ``message/stream`` (SSE), ``tasks/get``, ``tasks/cancel`` and their A2A 1.0 names; the agent
+  card is at ``GET /.well-known/agent-card.json?model={model}`` (or
+  ``/a2a/{model}/.well-known/agent-card.json``).
 
 The models can be anything with ``ainvoke``/``astream``: a :class:`~gatewaykit.RouterChatModel`,
 a :class:`~gatewaykit.GatewayChatModel`, or a custom ``BaseChatModel`` wrapping an agent. An
@@ -24,14 +26,13 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import (
     AIMessage,
     AIMessageChunk,
     BaseMessage,
-    HumanMessage,
     convert_to_messages,
 )
 from langchain_core.runnables import Runnable
@@ -42,6 +43,9 @@ from starlette.routing import Route
 
 from gatewaykit._redact import redact
 from gatewaykit.errors import GatewayError
+
+if TYPE_CHECKING:
+    from gatewaykit.observability.metrics import GatewayMetrics
 
 __all__ = ["ServeError", "create_app", "serve"]
 
@@ -363,16 +367,28 @@ def create_app(
     *,
     api_keys: Sequence[str] | None = None,
     a2a: bool = True,
+    metrics: GatewayMetrics | bool = True,
 ) -> Starlette:
     """An OpenAI-compatible app serving each of ``models`` under its name.
 
     With ``api_keys``, every route but ``/health/liveliness`` and the agent card wants
-    ``Authorization: Bearer <one of them>`` (or ``x-api-key``). ``a2a=False`` leaves out the A2A
-    routes.
+    ``Authorization: Bearer <one of them>`` (or ``x-api-key``); Prometheus sends it as a bearer
+    token. ``a2a=False`` leaves out the A2A routes. ``metrics`` (default: the process-wide
+    :func:`~gatewaykit.observability.default_metrics`) records every served call and is scraped
+    at ``GET /metrics``; ``metrics=False`` leaves both out.
     """
     if not models:
         raise ValueError("create_app() needs at least one model")
+    recorder: GatewayMetrics | None = None
+    if metrics is True:
+        from gatewaykit.observability.metrics import default_metrics
+
+        recorder = default_metrics()
+    elif metrics is not False:
+        recorder = metrics
     served = dict(models)
+    if recorder is not None:
+        served = {name: recorder.instrument(model) for name, model in served.items()}
     keys = [k.encode() for k in (api_keys or []) if k]
 
     def check_auth(request: Request) -> None:
@@ -495,109 +511,29 @@ def create_app(
             headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
         )
 
-    # --- A2A (JSON-RPC 2.0) --------------------------------------------------------------------
+    # --- A2A (a2a-sdk server: JSON-RPC message/send, message/stream, tasks/get; the card) -----
 
-    def agent_card(request: Request, name: str) -> dict[str, Any]:
-        url = str(request.base_url).rstrip("/") + f"/a2a/{name}"
-        return {
-            "name": name,
-            "description": f"{name}, served by gatewaykit",
-            "url": url,
-            "version": "1.0.0",
-            "protocolVersion": "0.3.0",
-            "preferredTransport": "JSONRPC",
-            "supportedInterfaces": [
-                {"url": url, "protocolBinding": "JSONRPC", "protocolVersion": "1.0"}
-            ],
-            "capabilities": {"streaming": False, "pushNotifications": False},
-            "defaultInputModes": ["text/plain"],
-            "defaultOutputModes": ["text/plain"],
-            "skills": [
-                {
-                    "id": "chat",
-                    "name": "chat",
-                    "description": f"Converse with {name}",
-                    "tags": ["chat"],
-                }
-            ],
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}} if keys else {},
-        }
+    def a2a_denied(request: Request) -> Response | None:
+        try:
+            check_auth(request)
+        except ServeError as e:
+            return JSONResponse(
+                {"jsonrpc": "2.0", "id": None, "error": {"code": -32001, "message": e.message}},
+                status_code=401,
+                headers={"www-authenticate": "Bearer"},
+            )
+        return None
 
-    async def card(request: Request) -> Response:
-        name = request.path_params.get("name") or request.query_params.get("model")
-        if name is None and len(served) == 1:
-            name = next(iter(served))
+    def unknown_model(name: str | None) -> Response | None:
         try:
             lookup(name)
         except ServeError as e:
             return e.response()
-        assert isinstance(name, str)
-        return JSONResponse(agent_card(request, name))
+        return None
 
-    def rpc_error(rid: Any, code: int, message: str, status: int = 200) -> JSONResponse:
-        return JSONResponse(
-            {"jsonrpc": "2.0", "id": rid, "error": {"code": code, "message": message}},
-            status_code=status,
-        )
-
-    async def a2a_rpc(request: Request) -> Response:
-        try:
-            check_auth(request)
-        except ServeError as e:
-            return rpc_error(None, -32001, e.message, 401)
-        name = request.path_params["name"]
-        if name not in served:
-            return rpc_error(None, -32001, f"agent {name!r} is not served here", 404)
-        try:
-            req = await request.json()
-        except (ValueError, UnicodeDecodeError):
-            return rpc_error(None, -32700, "parse error")
-        if not isinstance(req, dict) or req.get("jsonrpc") != "2.0" or "method" not in req:
-            return rpc_error(None, -32600, "invalid request")
-        rid = req.get("id")
-        if req["method"] != "message/send":
-            return rpc_error(rid, -32601, f"method not found: {req['method']}")
-        params = req.get("params")
-        message = params.get("message") if isinstance(params, dict) else None
-        parts = message.get("parts") if isinstance(message, dict) else None
-        if not isinstance(parts, list):
-            return rpc_error(rid, -32602, "params.message.parts must be an array")
-        text = "".join(
-            str(p.get("text", "")) for p in parts if isinstance(p, dict) and p.get("kind") == "text"
-        )
-        if not text:
-            return rpc_error(rid, -32602, "params.message has no text part")
-        assert isinstance(message, dict)
-        context_id = message.get("contextId") or uuid.uuid4().hex
-        task_id = uuid.uuid4().hex
-        try:
-            out = await served[name].ainvoke([HumanMessage(content=text)])
-        except Exception as exc:
-            err = _from_exception(exc)
-            return rpc_error(rid, -32603, f"{err.type}: {err.message}")
-        answer = {
-            "kind": "message",
-            "role": "agent",
-            "messageId": uuid.uuid4().hex,
-            "parts": [{"kind": "text", "text": _text(getattr(out, "content", out))}],
-            "contextId": context_id,
-            "taskId": task_id,
-        }
-        user = {**message, "contextId": context_id, "taskId": task_id}
-        task = {
-            "kind": "task",
-            "id": task_id,
-            "contextId": context_id,
-            "status": {
-                "state": "completed",
-                "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            },
-            "history": [user, answer],
-            "artifacts": [
-                {"artifactId": uuid.uuid4().hex, "name": "answer", "parts": answer["parts"]}
-            ],
-        }
-        return JSONResponse({"jsonrpc": "2.0", "id": rid, "result": task})
+    def describe_error(exc: BaseException) -> str:
+        err = _from_exception(exc)
+        return f"{err.type}: {err.message}"
 
     routes = [
         Route("/health/liveliness", health, methods=["GET"]),
@@ -608,12 +544,21 @@ def create_app(
         Route("/chat/completions", chat_completions, methods=["POST"]),
     ]
     if a2a:
-        routes += [
-            Route("/.well-known/agent-card.json", card, methods=["GET"]),
-            Route("/a2a/{name}/.well-known/agent-card.json", card, methods=["GET"]),
-            Route("/a2a/{name}", a2a_rpc, methods=["POST"]),
-        ]
-    return Starlette(routes=routes)
+        from gatewaykit.agents.a2a_serve import a2a_routes
+
+        routes += a2a_routes(
+            served,
+            authorize=a2a_denied,
+            lookup_error=unknown_model,
+            describe_error=describe_error,
+            secured=bool(keys),
+        )
+    app = Starlette(routes=routes)
+    if recorder is not None:
+        from gatewaykit.observability.asgi import mount_metrics
+
+        mount_metrics(app, recorder.registry, bearer_tokens=api_keys or None)
+    return app
 
 
 def serve(

@@ -261,6 +261,10 @@ class RouterEngine:
         self._groups: dict[str, tuple[Deployment, ...]] = {}
         self._group_needs_tokens: dict[str, bool] = {}
         self._any_needs_tokens = any(d.max_input_tokens or d.tpm for d in cfg.deployments)
+        self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
+        """Called as ``listener(event, info)`` on ``"retry"``, ``"cooldown"`` and ``"fallback"``
+        (e.g. :meth:`gatewaykit.observability.GatewayMetrics.watch`). They run on the request
+        path: keep them fast, and they must not raise."""
 
     # ------------------------------------------------------------------ setup per request
 
@@ -275,11 +279,13 @@ class RouterEngine:
         """The deployment's chat model, built on first use (a missing env var fails only then).
 
         ``langgraph/<assistant>`` deployments are agents on a LangGraph server (``api_base``):
-        they serve through :class:`~gatewaykit.agents.RemoteAgentChatModel`, so an agent can be
-        a group's deployment or another group's fallback."""
+        they serve through :class:`~gatewaykit.agents.RemoteAgentChatModel`; ``a2a/<name>``
+        (or ``a2a_agent/<name>``) deployments are A2A agents at ``api_base``, served through
+        :class:`~gatewaykit.agents.A2AAgentChatModel`. Either way an agent can be a group's
+        deployment or another group's fallback."""
         model = self._models.get(dep.id)
         if model is None:
-            if dep.provider == "langgraph":
+            if dep.provider in ("langgraph", "a2a", "a2a_agent"):
                 model = _agent_model(dep, self.config)
             else:
                 overrides: dict[str, Any] = {"max_retries": 0, **self.model_overrides}
@@ -600,6 +606,9 @@ class RouterEngine:
             )
             if cool:
                 self.store.cool_down(dep.id, now + cool, f"{kind} {err.status or ''}".strip())
+                for listener in self.listeners:
+                    info = {"deployment": dep.id, "group": dep.model_name, "kind": kind}
+                    listener("cooldown", {**info, "status": err.status, "seconds": cool})
         state["attempts"].append(
             AttemptRecord(
                 dep.id,
@@ -633,6 +642,9 @@ class RouterEngine:
             )
             if now + wait < req.deadline:
                 state["retries"] += 1
+                for listener in self.listeners:
+                    info = {"deployment": dep.id, "group": dep.model_name, "kind": kind}
+                    listener("retry", {**info, "status": err.status, "sleep_s": wait})
                 return _Next("retry", wait)
         return _Next("fallback")
 
@@ -651,6 +663,10 @@ class RouterEngine:
             group = self.config.resolve_group(target)
             if group in state["visited"]:
                 continue  # no loops: a group is entered at most once per request
+            for listener in self.listeners:
+                listener(
+                    "fallback", {"from_group": state["group"], "to_group": group, "kind": kind}
+                )
             state["visited"].append(group)
             state["group"] = group
             state["retries"] = 0
@@ -945,21 +961,40 @@ def _model_id(model: Any) -> str:
 
 
 def _agent_model(dep: Deployment, config: GatewayConfig) -> Any:
-    """A RemoteAgentChatModel for a ``langgraph/<assistant>`` deployment."""
-    from gatewaykit.agents.remote import RemoteAgentChatModel
+    """The agent model of an agent deployment: A2AAgentChatModel for ``a2a/<name>`` (and
+    ``a2a_agent/<name>``), RemoteAgentChatModel for ``langgraph/<assistant>``."""
     from gatewaykit.config_errors import ConfigError, ConfigProblem
 
+    a2a = dep.provider in ("a2a", "a2a_agent")
     base = dep.api_base()
     if not base:
+        what = (
+            "the A2A agent's URL (its base URL or agent-card URL) as api_base, "
+            "e.g. http://127.0.0.1:9999"
+            if a2a
+            else "the LangGraph server's URL as api_base, e.g. http://127.0.0.1:2024"
+        )
         raise ConfigError(
             ConfigProblem(
                 f"model_list[{dep.index}].litellm_params.api_base",
-                f"agent deployment {dep.id!r} needs the LangGraph server's URL as api_base, "
-                "e.g. http://127.0.0.1:2024",
+                f"agent deployment {dep.id!r} needs {what}",
             ),
             source=config.source,
         )
     key = dep.api_key()
+    if a2a:
+        from gatewaykit.agents.a2a import A2AAgentChatModel
+
+        header = dep.param("api_key_header")
+        return A2AAgentChatModel(
+            url=base,
+            agent_name=dep.upstream_model,
+            api_key=SecretStr(key) if key else None,
+            api_key_header=str(header) if header else "Authorization",
+            timeout=dep.timeout if dep.timeout is not None else 60.0,
+        )
+    from gatewaykit.agents.remote import RemoteAgentChatModel
+
     return RemoteAgentChatModel(
         url=base,
         assistant_id=dep.upstream_model,
