@@ -45,6 +45,42 @@ EXPECTED = {
         "'hit': True",
         "the gateway saw 3 calls",
     ],
+    "a2a_agent.py": [
+        "card: trip-planner, streaming=True",
+        "usage reported by the agent: 5 in, 11 out",
+        "each token once: True",
+        "follow-up in context: Plan for Oslo: 2 days",
+        "A2ATaskError(state=input-required): Which city would you like to visit?",
+    ],
+    "ab_testing.py": [
+        "assignment is sticky: True",
+        "arm b (support-b): 11 calls, mean cost $0.00040",
+        "b costs less per call: True",
+        "b answers faster: True",
+        "share_b=1.0 puts everyone on: ['b']",
+        "the gateway saw tags: ab:support-v2,arm:b",
+        "both arms served: True",
+    ],
+    "guardrails_config.py": [
+        "answer: Echo: My card is [CARD], mail me at [EMAIL]",
+        "streamed answer: Call [PHONE] about card [CARD].",
+        "PII reaching the provider: none",
+        "GuardrailBlocked: guardrail=injection rule=ignore_instructions stage=pre_call",
+        "GuardrailBlocked: guardrail=no-codenames rule=codename stage=pre_call",
+        "GuardrailBlocked: guardrail=pii-masking rule=US_SSN stage=pre_call",
+        "requests after the refusals: 0",
+    ],
+    "prometheus_scrape.py": [
+        "scrape: 200 text/plain",
+        "proof: requests=2 retries=1 fallbacks=1 cooldowns=1 cache_hits=1 spend=$0.25 budget_remaining=$0.75",
+    ],
+    "langfuse_tracing.py": [
+        "no keys: langfuse_callbacks() -> []",
+        "generation: model=cheap-a",
+        'cost: {"total": 0.25}',
+        "routing: primary-a:upstream -> cheap-a:ok; fallbacks ['cheap']",
+        "trace: user=user-42 session=sess-7 tags=['incident-review']",
+    ],
 }
 
 

@@ -40,6 +40,10 @@ if TYPE_CHECKING:
         AgentError,
         RemoteAgentChatModel,
     )
+    from gatewaykit.agents.a2a import (
+        A2AAgentChatModel,
+        A2ATaskError,
+    )
     from gatewaykit.agents.serve import (
         ServeError,
         create_app,
@@ -64,6 +68,41 @@ if TYPE_CHECKING:
         SpendLedger,
         Window,
         call_cost,
+    )
+    from gatewaykit.guardrails.base import (
+        Block,
+        Guardrail,
+        TextGuardrail,
+    )
+    from gatewaykit.guardrails.content import (
+        ContentFilter,
+    )
+    from gatewaykit.guardrails.custom import (
+        FunctionGuardrail,
+    )
+    from gatewaykit.guardrails.injection import (
+        PromptInjectionGuardrail,
+    )
+    from gatewaykit.guardrails.pii import (
+        PIIGuardrail,
+    )
+    from gatewaykit.guardrails.presidio import (
+        PresidioAnalyzer,
+        PresidioUnavailable,
+    )
+    from gatewaykit.guardrails.wrapper import (
+        GuardedChatModel,
+        with_guardrails,
+    )
+    from gatewaykit.observability import (
+        GatewayLangfuseHandler,
+        GatewayMetrics,
+        UnsupportedCallbackWarning,
+        callbacks_from_config,
+        default_metrics,
+        langfuse_callbacks,
+        metrics_app,
+        mount_metrics,
     )
     from gatewaykit.routing.graph import RouterEngine, build_router_graph
     from gatewaykit.routing.health import CooldownPolicy, RetryPolicy
@@ -149,6 +188,27 @@ _LAZY = {
     "RouterChatModel": "gatewaykit.routing.model",
     "InMemoryStore": "gatewaykit.routing.store",
     "StateStore": "gatewaykit.routing.store",
+    "A2AAgentChatModel": "gatewaykit.agents.a2a",
+    "A2ATaskError": "gatewaykit.agents.a2a",
+    "with_guardrails": "gatewaykit.guardrails.wrapper",
+    "GuardedChatModel": "gatewaykit.guardrails.wrapper",
+    "Guardrail": "gatewaykit.guardrails.base",
+    "TextGuardrail": "gatewaykit.guardrails.base",
+    "Block": "gatewaykit.guardrails.base",
+    "PIIGuardrail": "gatewaykit.guardrails.pii",
+    "ContentFilter": "gatewaykit.guardrails.content",
+    "PromptInjectionGuardrail": "gatewaykit.guardrails.injection",
+    "FunctionGuardrail": "gatewaykit.guardrails.custom",
+    "PresidioAnalyzer": "gatewaykit.guardrails.presidio",
+    "PresidioUnavailable": "gatewaykit.guardrails.presidio",
+    "GatewayMetrics": "gatewaykit.observability",
+    "GatewayLangfuseHandler": "gatewaykit.observability",
+    "langfuse_callbacks": "gatewaykit.observability",
+    "callbacks_from_config": "gatewaykit.observability",
+    "metrics_app": "gatewaykit.observability",
+    "mount_metrics": "gatewaykit.observability",
+    "default_metrics": "gatewaykit.observability",
+    "UnsupportedCallbackWarning": "gatewaykit.observability",
 }
 
 
@@ -164,9 +224,12 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "A2AAgentChatModel",
+    "A2ATaskError",
     "AgentChatModel",
     "AgentError",
     "AuthenticationFailed",
+    "Block",
     "Budget",
     "BudgetAlert",
     "BudgetExceeded",
@@ -175,16 +238,22 @@ __all__ = [
     "CacheControl",
     "ConfigError",
     "ConfigProblem",
+    "ContentFilter",
     "ContentPolicyViolation",
     "ContextWindowExceeded",
     "CooldownPolicy",
     "Deployment",
+    "FunctionGuardrail",
     "GatewayChatModel",
     "GatewayConfig",
     "GatewayConnectionError",
     "GatewayError",
     "GatewayInfo",
+    "GatewayLangfuseHandler",
+    "GatewayMetrics",
     "GatewayTimeout",
+    "GuardedChatModel",
+    "Guardrail",
     "GuardrailBlocked",
     "InMemoryLedger",
     "InMemoryResponseCache",
@@ -194,6 +263,10 @@ __all__ = [
     "ModelCapabilities",
     "ModelNotFound",
     "NoDeploymentAvailable",
+    "PIIGuardrail",
+    "PresidioAnalyzer",
+    "PresidioUnavailable",
+    "PromptInjectionGuardrail",
     "ProxyModelInfo",
     "RateLimitInfo",
     "RateLimited",
@@ -223,17 +296,25 @@ __all__ = [
     "TaskSelection",
     "TaskSelectionError",
     "TaskSelector",
+    "TextGuardrail",
+    "UnsupportedCallbackWarning",
     "UpstreamError",
     "Window",
     "build_router_graph",
     "call_cost",
+    "callbacks_from_config",
     "choose_method",
     "classify",
     "create_app",
+    "default_metrics",
+    "langfuse_callbacks",
     "load_config",
+    "metrics_app",
+    "mount_metrics",
     "parse_gateway_headers",
     "serve",
     "store_from_config",
     "structured",
     "task_budgets",
+    "with_guardrails",
 ]
