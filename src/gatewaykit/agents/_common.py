@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 from langchain_core.callbacks import BaseCallbackHandler
@@ -11,7 +11,8 @@ from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.messages.ai import UsageMetadata, add_usage
 from langchain_core.outputs import ChatGeneration, LLMResult
-from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.tools import BaseTool
 
 from gatewaykit.errors import ErrorKind, UpstreamError
 
@@ -111,11 +112,40 @@ def text_of(content: str | list[str | dict[str, Any]]) -> str:
 
 
 class ThreadedAgentModel(BaseChatModel):
-    """The entry points shared by the agent models.
+    """What every agent model shares: thread-carrying entry points, tracing names, no tools.
 
     The thread id may live in the call's config, and chat-model internals never see the config,
-    so each entry point moves it into the call's kwargs.
+    so each entry point moves it into the call's kwargs. An agent runs its own tools, so tools
+    cannot be bound to it.
     """
+
+    @property
+    def name_of_agent(self) -> str:
+        """The agent's name in traces, errors and ``ls_model_name``."""
+        raise NotImplementedError
+
+    @classmethod
+    def is_lc_serializable(cls) -> bool:
+        return False
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> Any:
+        params = super()._get_ls_params(stop=stop, **kwargs)
+        params["ls_provider"] = "gatewaykit"
+        params["ls_model_name"] = kwargs.get("model", self.name_of_agent)
+        return params
+
+    def bind_tools(
+        self,
+        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
+        *,
+        tool_choice: str | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        """Not supported: an agent brings its own tools and never returns tool calls."""
+        raise NotImplementedError(
+            f"agent {self.name_of_agent!r} runs its own tools; add tools to the agent itself "
+            f"instead of binding them to {type(self).__name__}"
+        )
 
     def invoke(
         self,

@@ -21,12 +21,9 @@ from urllib.parse import urlsplit
 
 import httpx
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
-from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable
-from langchain_core.tools import BaseTool
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr
 
 from gatewaykit.agents._common import AgentError, ThreadedAgentModel, new_messages, text_of
@@ -165,28 +162,6 @@ class A2AAgentChatModel(ThreadedAgentModel):
     def _identifying_params(self) -> dict[str, Any]:
         return {"url": self.url, "card_url": self.card_url}
 
-    @classmethod
-    def is_lc_serializable(cls) -> bool:
-        return False
-
-    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> Any:
-        params = super()._get_ls_params(stop=stop, **kwargs)
-        params["ls_provider"] = "gatewaykit"
-        params["ls_model_name"] = self._name()
-        return params
-
-    def bind_tools(
-        self,
-        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
-        *,
-        tool_choice: str | None = None,
-        **kwargs: Any,
-    ) -> Runnable[LanguageModelInput, AIMessage]:
-        """Not supported: an A2A agent brings its own tools."""
-        raise NotImplementedError(
-            f"A2A agent {self._name()!r} runs its own tools; tools cannot be bound to it"
-        )
-
     @property
     def agent_card(self) -> Any:
         """The cached agent card (an ``a2a.types.AgentCard``), or None before the first call."""
@@ -247,7 +222,8 @@ class A2AAgentChatModel(ThreadedAgentModel):
 
     # ------------------------------------------------------------------ A2A calls
 
-    def _name(self) -> str:
+    @property
+    def name_of_agent(self) -> str:
         if self.agent_name:
             return self.agent_name
         card_name = getattr(self._card, "name", "")
@@ -340,7 +316,7 @@ class A2AAgentChatModel(ThreadedAgentModel):
         if thread_id:
             message.context_id = str(thread_id)
         request = SendMessageRequest(message=message)
-        return _A2ARun(self._name(), thread_id, request, text, self.estimate_usage, self.url)
+        return _A2ARun(self.name_of_agent, thread_id, request, text, self.estimate_usage, self.url)
 
     async def _client(self, http: httpx.AsyncClient, *, streaming: bool) -> Any:
         from a2a.client import ClientConfig, ClientFactory
@@ -354,14 +330,14 @@ class A2AAgentChatModel(ThreadedAgentModel):
             return factory.create(card)
         except ValueError as exc:
             raise AgentError(
-                f"cannot talk to A2A agent {self._name()!r}: {exc}", agent=self._name()
+                f"cannot talk to A2A agent {self.name_of_agent!r}: {exc}", agent=self.name_of_agent
             ) from exc
 
     async def _send(self, messages: list[BaseMessage], kwargs: Mapping[str, Any]) -> AIMessage:
         run = self._request(messages, kwargs)
         async with self._http() as http:
             client = await self._client(http, streaming=False)
-            run.name = self._name()
+            run.name = self.name_of_agent
             try:
                 async for event in client.send_message(run.request):
                     run.on_event(event)
@@ -378,7 +354,7 @@ class A2AAgentChatModel(ThreadedAgentModel):
         run = self._request(messages, kwargs)
         async with self._http() as http:
             client = await self._client(http, streaming=True)
-            run.name = self._name()
+            run.name = self.name_of_agent
             try:
                 async for event in client.send_message(run.request):
                     delta = run.on_event(event)

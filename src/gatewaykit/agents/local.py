@@ -7,7 +7,7 @@ the run; the answer carries the usage of every model call the agent made, and
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 from langchain_core.callbacks import (
@@ -16,11 +16,9 @@ from langchain_core.callbacks import (
     CallbackManager,
     CallbackManagerForLLMRun,
 )
-from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable, RunnableConfig
-from langchain_core.tools import BaseTool
+from langchain_core.runnables import RunnableConfig
 from pydantic import ConfigDict, Field
 
 from gatewaykit.agents._common import (
@@ -99,29 +97,6 @@ class AgentChatModel(ThreadedAgentModel):
     @property
     def _identifying_params(self) -> dict[str, Any]:
         return {"agent": self.name_of_agent}
-
-    @classmethod
-    def is_lc_serializable(cls) -> bool:
-        return False
-
-    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> Any:
-        params = super()._get_ls_params(stop=stop, **kwargs)
-        params["ls_provider"] = "gatewaykit"
-        params["ls_model_name"] = kwargs.get("model", self.name_of_agent)
-        return params
-
-    def bind_tools(
-        self,
-        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
-        *,
-        tool_choice: str | None = None,
-        **kwargs: Any,
-    ) -> Runnable[LanguageModelInput, AIMessage]:
-        """Not supported: an agent brings its own tools and never returns tool calls."""
-        raise NotImplementedError(
-            f"agent {self.name_of_agent!r} runs its own tools; add tools to the agent graph "
-            "instead of binding them to AgentChatModel"
-        )
 
     # ------------------------------------------------------------------ runs
 

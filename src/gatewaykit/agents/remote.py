@@ -8,15 +8,12 @@ blocks), ids kept, its usage when the server's model reported one.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
-from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable
-from langchain_core.tools import BaseTool
 from pydantic import ConfigDict, Field, SecretStr
 
 from gatewaykit.agents._common import (
@@ -80,28 +77,6 @@ class RemoteAgentChatModel(ThreadedAgentModel):
     @property
     def _identifying_params(self) -> dict[str, Any]:
         return {"url": self.url, "assistant_id": self.assistant_id}
-
-    @classmethod
-    def is_lc_serializable(cls) -> bool:
-        return False
-
-    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> Any:
-        params = super()._get_ls_params(stop=stop, **kwargs)
-        params["ls_provider"] = "gatewaykit"
-        params["ls_model_name"] = kwargs.get("model", self.assistant_id)
-        return params
-
-    def bind_tools(
-        self,
-        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
-        *,
-        tool_choice: str | None = None,
-        **kwargs: Any,
-    ) -> Runnable[LanguageModelInput, AIMessage]:
-        """Not supported: a remote agent brings its own tools."""
-        raise NotImplementedError(
-            f"remote agent {self.assistant_id!r} runs its own tools; tools cannot be bound to it"
-        )
 
     # ------------------------------------------------------------------ runs
 

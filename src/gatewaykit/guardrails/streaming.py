@@ -158,19 +158,24 @@ class StreamGuardrails:
             )
         return out
 
-    def _finish_whole(self) -> list[ChatGenerationChunk]:
-        if not self.held:
-            return []
+    def _held_message(self) -> tuple[ChatGenerationChunk, AIMessage]:
+        """The held chunks joined, and the same answer as one whole AIMessage."""
         total = self.held[0]
         for c in self.held[1:]:
             total = total + c
-        message: AIMessage = AIMessage(
+        message = AIMessage(
             **{
                 k: v
                 for k, v in total.message.model_dump().items()
                 if k not in ("type", "tool_call_chunks", "chunk_position")
             }
         )
+        return total, message
+
+    def _finish_whole(self) -> list[ChatGenerationChunk]:
+        if not self.held:
+            return []
+        total, message = self._held_message()
         for ts in self.text:
             message = ts.guardrail.post_call(message)
         for g in self.whole:
@@ -180,16 +185,7 @@ class StreamGuardrails:
     async def _afinish_whole(self) -> list[ChatGenerationChunk]:
         if not self.held:
             return []
-        total = self.held[0]
-        for c in self.held[1:]:
-            total = total + c
-        message: AIMessage = AIMessage(
-            **{
-                k: v
-                for k, v in total.message.model_dump().items()
-                if k not in ("type", "tool_call_chunks", "chunk_position")
-            }
-        )
+        total, message = self._held_message()
         for ts in self.text:
             message = await ts.guardrail.apost_call(message)
         for g in self.whole:

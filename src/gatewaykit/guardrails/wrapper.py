@@ -83,6 +83,12 @@ class GuardedChatModel(BaseChatModel):
     def _llm_type(self) -> str:
         return "gatewaykit-guarded"
 
+    @property
+    def model_name(self) -> str:
+        """The wrapped model's name (ChatOpenAI's structured-output path reads it)."""
+        inner = getattr(self.model, "bound", self.model)
+        return str(getattr(inner, "model_name", None) or getattr(inner, "model", "") or "")
+
     @classmethod
     def is_lc_serializable(cls) -> bool:
         return False
