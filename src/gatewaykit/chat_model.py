@@ -13,7 +13,7 @@ import contextlib
 import contextvars
 import time
 import warnings
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 import httpx
@@ -338,7 +338,7 @@ class GatewayChatModel(ChatOpenAI):  # type: ignore[override]
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> Any:
         params = super()._get_ls_params(stop=stop, **kwargs)
         params["ls_provider"] = "litellm" if self.dialect == "litellm" else "openai"
-        return params
+        return with_gateway_tags(params, self.gateway_tags, kwargs.get("gateway_tags"))
 
     def with_structured_output(
         self,
@@ -903,3 +903,12 @@ def _reliable_structured(
         fallback=fallback,
         include_raw=include_raw,
     )
+
+
+def with_gateway_tags(params: Any, own: Sequence[str] | None, per_call: Any) -> Any:
+    """Tracing metadata with the tags the gateway will see (the model's, then the call's), so
+    tracers such as Langfuse can show them too: LangChain's run tags never include them."""
+    tags = [*(own or ()), *(per_call or ())]
+    if tags:
+        params["gateway_tags"] = list(dict.fromkeys(map(str, tags)))
+    return params

@@ -150,7 +150,9 @@ def test_direct_router_call_exports_routing_cost_usage_user_session_tags(
     gw.script("cheap-a", Behavior(cost=0.25, usage=USAGE))
     public_key, callbacks = traced(collector)
     assert [type(c) for c in callbacks] == [GatewayLangfuseHandler]
-    router = RouterChatModel.from_config(config(gw.base_url), model="smart", seed=3)
+    router = RouterChatModel.from_config(
+        config(gw.base_url), model="smart", seed=3, gateway_tags=["team:search"]
+    )
     before = len(collector.spans)
 
     msg = router.invoke(
@@ -189,6 +191,7 @@ def test_direct_router_call_exports_routing_cost_usage_user_session_tags(
     assert a["user.id"] == "user-42"
     assert a["session.id"] == "sess-7"
     assert "incident" in a["langfuse.trace.tags"]
+    assert "team:search" in a["langfuse.trace.tags"]  # the model's own gateway tags too
     # each attempt is a step of the router graph, shown as a compact routing view
     steps = [s for s in new if s["name"] == "attempt"]
     assert len(steps) == 2

@@ -32,7 +32,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, model_validator
 
 from gatewaykit.cache import with_cache_controls
-from gatewaykit.chat_model import NOT_IN_CACHE_KEY, _reliable_structured
+from gatewaykit.chat_model import NOT_IN_CACHE_KEY, _reliable_structured, with_gateway_tags
 from gatewaykit.config import GatewayConfig, load_config
 from gatewaykit.cost import Budget, BudgetManager
 from gatewaykit.routing.graph import RouterEngine, RouterState, build_router_graph
@@ -225,7 +225,7 @@ class RouterChatModel(BaseChatModel):
         stop = stop or self.stop
         if stop:
             params["ls_stop"] = stop
-        return params
+        return with_gateway_tags(params, self.gateway_tags, kwargs.get("gateway_tags"))
 
     # ------------------------------------------------------------------ tools & structure
 
