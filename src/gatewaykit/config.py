@@ -1295,8 +1295,17 @@ def _router_settings(
             )
 
     def policy(key: str) -> dict[str, int]:
+        from gatewaykit.routing.health import policy_names
+
+        known = policy_names(key)
         out: dict[str, int] = {}
         for name, value in p.mapping(rs.get(key), f"{R}.{key}").items():
+            if str(name) not in known:
+                p.add(
+                    f"{R}.{key}.{name}",
+                    f"unknown {key} entry; use one of {', '.join(sorted(known))}",
+                )
+                continue
             n = p.integer(value, f"{R}.{key}.{name}", minimum=0, what="an integer >= 0")
             if n is not None:
                 out[str(name)] = n

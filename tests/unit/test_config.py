@@ -951,3 +951,29 @@ def test_generated_model_lists_round_trip(items: list[dict[str, Any]]) -> None:
         ]
         assert cfg.group(name) == group
     assert len({d.id for d in cfg.deployments}) == len(items)
+
+
+def test_retry_and_allowed_fails_policies_name_a_typo() -> None:
+    err = problems_of(
+        """\
+        model_list:
+          - {model_name: a, litellm_params: {model: openai/a}}
+        router_settings:
+          retry_policy: {TimeoutErrorRetries: 2, RateLimitErrorRetrys: 3}
+          allowed_fails_policy: {TimeoutErrorAllowedFails: 1, InternalServerErrorAllowedFail: 2}
+        """
+    )
+    assert err.paths == [
+        "router_settings.retry_policy.RateLimitErrorRetrys",
+        "router_settings.allowed_fails_policy.InternalServerErrorAllowedFail",
+    ]
+    assert "use one of" in str(err) and "InternalServerErrorAllowedFails" in str(err)
+    cfg = load(
+        """\
+        model_list:
+          - {model_name: a, litellm_params: {model: openai/a}}
+        router_settings:
+          allowed_fails_policy: {TimeoutErrorAllowedFails: 1, upstream: 4}
+        """
+    )
+    assert dict(cfg.router.allowed_fails_policy) == {"TimeoutErrorAllowedFails": 1, "upstream": 4}

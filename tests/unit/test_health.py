@@ -91,6 +91,29 @@ def test_allowed_fails_legacy_rule() -> None:
     assert cool(after(failures=1), policy=CooldownPolicy(allowed_fails=0)) == 5.0
 
 
+def test_allowed_fails_policy_sets_each_kinds_own_trip_point() -> None:
+    policy = CooldownPolicy.from_litellm(
+        {"RateLimitErrorAllowedFails": 2, "TimeoutErrorAllowedFails": 0}, cooldown_time=10
+    )
+    assert policy.allowed_fails_by_kind == {"rate_limited": 2, "timeout": 0}
+    # A 429 normally cools at once in a group of two; here only after more than 2 in a row.
+    assert cool(after(failures=2), "rate_limited", status=429, policy=policy) is None
+    assert cool(after(failures=3), "rate_limited", status=429, policy=policy) == 10.0
+    # A timeout, normally judged on a sample of 5, cools at the first one, even alone.
+    assert cool(after(failures=1), "timeout", policy=policy, group_size=1) == 10.0
+    # Kinds not listed keep their default rule; request errors never cool down.
+    assert cool(after(failures=1), "upstream", status=500, policy=policy) is None
+    strict = CooldownPolicy.from_litellm({"BadRequestErrorAllowedFails": 0})
+    assert cool(after(failures=9), "invalid_request", status=400, policy=strict) is None
+
+
+def test_allowed_fails_policy_rejects_unknown_names_and_negative_counts() -> None:
+    with pytest.raises(ValueError, match="unknown allowed_fails_policy entry 'TimeoutAllowedFails'"):
+        CooldownPolicy.from_litellm({"TimeoutAllowedFails": 1})
+    with pytest.raises(ValueError, match=r"allowed_fails_by_kind\['timeout'\] must be >= 0"):
+        CooldownPolicy(allowed_fails_by_kind={"timeout": -1})
+
+
 # --------------------------------------------------------------------------------------------
 # Rate limits and misconfigured deployments
 

@@ -451,3 +451,20 @@ def test_latency_routing_ranks_streams_by_time_to_first_token(gw: MockGateway) -
     assert served == ["quick-start"] * 4
     states = llm.engine.store.view(["slow-start", "quick-start"], 0.0)
     assert states["slow-start"].ttft_s is not None and states["slow-start"].ttft_s > 0.2
+
+
+def test_router_wide_allowed_fails_policy_and_stream_timeout_apply(gw: MockGateway) -> None:
+    llm = router(
+        gw,
+        router_settings={
+            "allowed_fails_policy": {"InternalServerErrorAllowedFails": 0},
+            "stream_timeout": 7.5,
+        },
+    )
+    assert llm.engine.cooldown.allowed_fails_by_kind == {"upstream": 0}
+    chat_a = llm.engine.group("chat")[0]
+    assert llm.engine.model_for(chat_a).ttft_timeout == 7.5
+    # One 500 is more than the 0 allowed: chat-a cools down at once (default needs 5 calls).
+    gw.script("chat-a", Behavior(status=500))
+    assert tried(llm.invoke("hi")) == [("chat-a", False), ("chat-b", True)]
+    assert tried(llm.invoke("again")) == [("chat-b", True)]

@@ -234,7 +234,8 @@ class RouterEngine:
         )
         if rs.retry_after:
             self.retry = _replace(self.retry, min_retry_after=float(rs.retry_after))
-        self.cooldown = cooldown or CooldownPolicy(
+        self.cooldown = cooldown or CooldownPolicy.from_litellm(
+            rs.allowed_fails_policy,
             cooldown_time=rs.cooldown_time if rs.cooldown_time is not None else 5.0,
             allowed_fails=rs.allowed_fails,
             disabled=bool(rs.extra.get("disable_cooldowns", False)),
@@ -289,6 +290,10 @@ class RouterEngine:
                 model = _agent_model(dep, self.config)
             else:
                 overrides: dict[str, Any] = {"max_retries": 0, **self.model_overrides}
+                stream_timeout = self.config.router.stream_timeout
+                if stream_timeout is not None and dep.stream_timeout is None:
+                    # router_settings.stream_timeout: every deployment's own unless it sets one.
+                    overrides.setdefault("ttft_timeout", stream_timeout)
                 if dep.provider == "litellm_proxy":
                     # The proxy behind must not retry or fall back on its own: this graph decides.
                     overrides.setdefault("num_retries", 0)

@@ -80,6 +80,10 @@ class CooldownPolicy:
       group: the circuit breaker then fails fast and probes, instead of hammering a dead upstream.
     - ``allowed_fails``: LiteLLM's legacy rule, when set: cool down once more than this many
       consecutive failures fall in the current window.
+    - ``allowed_fails_by_kind``: the same rule per error kind (LiteLLM's
+      ``allowed_fails_policy``; see :meth:`from_litellm`): an error of a listed kind cools the
+      deployment down once more than that many consecutive failures have happened, even alone
+      in its group, in place of that kind's default rule. Request errors never cool down.
     - ``retry_after_cap``: longest Retry-After honoured as a cooldown.
     - ``max_cooldown``: cap of the exponential growth of repeated cooldowns.
     - ``disabled``: never cool down (LiteLLM's ``disable_cooldowns``).
@@ -97,6 +101,32 @@ class CooldownPolicy:
     retry_after_cap: float = 60.0
     max_cooldown: float = 300.0
     disabled: bool = False
+    allowed_fails_by_kind: Mapping[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def from_litellm(
+        cls, allowed_fails_policy: Mapping[str, int | None] | None = None, **fields: object
+    ) -> CooldownPolicy:
+        """Build with LiteLLM's ``allowed_fails_policy`` (``AllowedFailsPolicy`` field names,
+        e.g. ``RateLimitErrorAllowedFails: 100``, or error kinds); unknown names raise
+        ``ValueError``.
+
+        Example::
+
+            CooldownPolicy.from_litellm({"TimeoutErrorAllowedFails": 2}, cooldown_time=30)
+        """
+        per_kind: dict[str, int] = {}
+        for name, n in (allowed_fails_policy or {}).items():
+            if n is None:
+                continue
+            kind = _LITELLM_ALLOWED_FAILS_NAMES.get(name, name)
+            if kind not in _ALL_KINDS:
+                raise ValueError(
+                    f"unknown allowed_fails_policy entry {name!r}; use one of "
+                    f"{', '.join(_LITELLM_ALLOWED_FAILS_NAMES)} (or an error kind)"
+                )
+            per_kind[kind] = int(n)
+        return cls(allowed_fails_by_kind=MappingProxyType(per_kind), **fields)  # type: ignore[arg-type]
 
     def __post_init__(self) -> None:
         if self.cooldown_time < 0:
@@ -111,6 +141,9 @@ class CooldownPolicy:
             raise ValueError(f"retry_after_cap must be > 0, got {self.retry_after_cap!r}")
         if not self.max_cooldown > 0:
             raise ValueError(f"max_cooldown must be > 0, got {self.max_cooldown!r}")
+        for kind, n in self.allowed_fails_by_kind.items():
+            if n < 0:
+                raise ValueError(f"allowed_fails_by_kind[{kind!r}] must be >= 0, got {n!r}")
 
     @property
     def hard_down_after(self) -> int:
@@ -167,7 +200,12 @@ def cooldown_for(
     if policy.disabled or kind in NO_COOLDOWN_KINDS:
         return None
     c = state_after.consecutive_failures
-    if kind in _RATE or status == 429:
+    per_kind = policy.allowed_fails_by_kind.get(kind)
+    if per_kind is not None:
+        if c <= per_kind:
+            return None
+        trip_at = per_kind + 1
+    elif kind in _RATE or status == 429:
         if group_size <= 1:
             return None
         trip_at = 1
@@ -269,6 +307,20 @@ _LITELLM_RETRY_NAMES: Mapping[str, str] = MappingProxyType(
         "RateLimitErrorRetries": "rate_limited",
         "ContentPolicyViolationErrorRetries": "content_policy",
         "InternalServerErrorRetries": "upstream",
+    }
+)
+
+_LITELLM_ALLOWED_FAILS_NAMES: Mapping[str, str] = MappingProxyType(
+    {
+        "BadRequestErrorAllowedFails": "invalid_request",
+        "AuthenticationErrorAllowedFails": "authentication",
+        "TimeoutErrorAllowedFails": "timeout",
+        "RateLimitErrorAllowedFails": "rate_limited",
+        "ContentPolicyViolationErrorAllowedFails": "content_policy",
+        "InternalServerErrorAllowedFails": "upstream",
+        "ServiceUnavailableErrorAllowedFails": "upstream",
+        "BadGatewayErrorAllowedFails": "upstream",
+        "NotFoundErrorAllowedFails": "not_found",
     }
 )
 
@@ -388,3 +440,10 @@ class RetryPolicy:
                     wait * (1.0 + self.jitter * (2.0 * rng.random() - 1.0)), self.max_backoff
                 )
         return max(wait, self.min_retry_after, 0.0)
+
+
+def policy_names(key: str) -> frozenset[str]:
+    """The entries LiteLLM's ``retry_policy`` or ``allowed_fails_policy`` may hold (its field
+    names, or gatewaykit's error kinds), so the config loader can name a typo."""
+    table = _LITELLM_RETRY_NAMES if key == "retry_policy" else _LITELLM_ALLOWED_FAILS_NAMES
+    return frozenset(table) | _ALL_KINDS
