@@ -108,7 +108,9 @@ def test_allowed_fails_policy_sets_each_kinds_own_trip_point() -> None:
 
 
 def test_allowed_fails_policy_rejects_unknown_names_and_negative_counts() -> None:
-    with pytest.raises(ValueError, match="unknown allowed_fails_policy entry 'TimeoutAllowedFails'"):
+    with pytest.raises(
+        ValueError, match="unknown allowed_fails_policy entry 'TimeoutAllowedFails'"
+    ):
         CooldownPolicy.from_litellm({"TimeoutAllowedFails": 1})
     with pytest.raises(ValueError, match=r"allowed_fails_by_kind\['timeout'\] must be >= 0"):
         CooldownPolicy(allowed_fails_by_kind={"timeout": -1})
