@@ -760,15 +760,6 @@ def test_proxy_info_auto_mode_tolerates_a_proxy_without_the_endpoint(gw: MockGat
     assert gw.count("smart") == 2
 
 
-def test_proxy_info_from_the_mock_gateway(gw: MockGateway) -> None:
-    response = httpx.get(f"{gw.url}/model_group/info", headers={"Authorization": "Bearer sk-x"})
-    if response.status_code == 404:
-        pytest.skip("MockGateway does not serve /model_group/info yet")
-    info = ProxyModelInfo(gw.base_url, api_key="sk-x")
-    groups = info.groups()
-    assert info.last_error is None and isinstance(groups, dict | type(groups))
-
-
 def test_proxy_credentials_are_read_at_first_use(
     gw: MockGateway, monkeypatch: pytest.MonkeyPatch
 ) -> None:
