@@ -54,6 +54,7 @@ if TYPE_CHECKING:
         RedisResponseCache,
         ResponseCache,
         SQLiteResponseCache,
+        cache_from_config,
     )
     from gatewaykit.chat_model import CacheControl, GatewayChatModel
     from gatewaykit.config import Deployment, GatewayConfig, load_config
@@ -209,6 +210,7 @@ _LAZY = {
     "mount_metrics": "gatewaykit.observability",
     "default_metrics": "gatewaykit.observability",
     "UnsupportedCallbackWarning": "gatewaykit.observability",
+    "cache_from_config": "gatewaykit.cache",
 }
 
 
@@ -301,6 +303,7 @@ __all__ = [
     "UpstreamError",
     "Window",
     "build_router_graph",
+    "cache_from_config",
     "call_cost",
     "callbacks_from_config",
     "choose_method",

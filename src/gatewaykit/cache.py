@@ -36,7 +36,7 @@ import threading
 import time
 import warnings
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,11 +45,15 @@ from langchain_core.load import Serializable, dumps, loads
 from langchain_core.messages import AIMessage, AIMessageChunk
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, Generation
 
+from gatewaykit.config_errors import ConfigError, ConfigProblem
+
 __all__ = [
     "InMemoryResponseCache",
     "RedisResponseCache",
     "ResponseCache",
     "SQLiteResponseCache",
+    "UnsupportedCacheWarning",
+    "cache_from_config",
     "split_llm_string",
     "with_cache_controls",
 ]
@@ -303,7 +307,8 @@ class RedisResponseCache(ResponseCache):
     """Redis: one cache for every process and machine. Entries expire by Redis TTL.
 
     A Redis outage turns lookups into misses and writes into no-ops (with one warning), never
-    into failed calls.
+    into failed calls; after a failure Redis is left alone for ``retry_interval_s``, so an
+    outage costs one timeout per interval, not one per call.
 
     Example::
 
@@ -320,24 +325,43 @@ class RedisResponseCache(ResponseCache):
         prefix: str = "gatewaykit:cache:",
         ttl: float | None = None,
         namespace: str = "default",
+        retry_interval_s: float = 5.0,
     ) -> None:
         super().__init__(ttl=ttl, namespace=namespace)
-        if client is None:
+        self.retry_interval_s = retry_interval_s
+        self._down_until = 0.0
+        self._connect: Callable[[], Any] | None = None
+        if callable(client) and not hasattr(client, "get"):
+            self._connect, client = client, None  # a factory: connect at first use
+        elif client is None:
             import redis
 
             client = redis.Redis.from_url(url or "redis://127.0.0.1:6379/0", socket_timeout=1.0)
-        self.client = client
+        self._client = client
         self.prefix = prefix
         self._warned = False
 
+    @property
+    def client(self) -> Any:
+        """The Redis client (built by the factory given as ``client`` on first use)."""
+        if self._client is None and self._connect is not None:
+            self._client = self._connect()
+        return self._client
+
+    def _down(self) -> bool:
+        return self._down_until > time.monotonic()
+
     def _failed(self, exc: Exception) -> None:
+        self._down_until = time.monotonic() + self.retry_interval_s
         if not self._warned:
             self._warned = True
-            logger.warning(
-                "response cache: Redis unavailable (%s); serving without cache", type(exc).__name__
-            )
+            # A config error says which variable is missing and never holds a secret.
+            why = str(exc) if isinstance(exc, ConfigError) else type(exc).__name__
+            logger.warning("response cache: Redis unavailable (%s); serving without cache", why)
 
     def _get(self, key: str) -> tuple[bytes, float, float | None] | None:
+        if self._down():
+            return None
         try:
             raw = self.client.get(self.prefix + key)
         except Exception as exc:
@@ -350,6 +374,8 @@ class RedisResponseCache(ResponseCache):
         return bytes(raw[24:]), stored_at, None
 
     def _set(self, key: str, payload: bytes, stored_at: float, expires_at: float | None) -> None:
+        if self._down():
+            return
         header = stored_at.hex().ljust(24).encode()
         try:
             if expires_at is not None:
@@ -378,3 +404,90 @@ class RedisResponseCache(ResponseCache):
 def cache_key_kwargs(kwargs: Mapping[str, Any], drop: Sequence[str]) -> dict[str, Any]:
     """``kwargs`` without the options that do not change the answer."""
     return {k: v for k, v in kwargs.items() if k not in drop}
+
+
+# --------------------------------------------------------------------------- from a config
+
+_LOCAL_TYPES = frozenset({"local", "memory", "in-memory", "in_memory"})
+
+
+class UnsupportedCacheWarning(UserWarning):
+    """A config asks for a cache type that only the LiteLLM proxy provides (semantic, s3...)."""
+
+
+def cache_from_config(config: Any) -> ResponseCache | None:
+    """The response cache a LiteLLM-dialect config asks for, or None.
+
+    Reads LiteLLM's two switches: the Router's ``router_settings.cache_responses: true`` (a
+    Redis cache when ``router_settings`` has Redis settings, else in memory) and the proxy's
+    ``litellm_settings.cache: true`` with ``cache_params`` (``type``: ``local``, ``redis`` with
+    ``host``/``port``/``password`` or ``url``, ``disk`` with ``disk_cache_dir``; ``ttl``,
+    ``namespace``). Redis is connected at first use, so a config whose Redis address lives in an
+    unset ``os.environ/VAR`` still loads; until the variable is set, calls run uncached and one
+    warning names it. Types only the proxy has (``redis-semantic``, ``qdrant-semantic``, ``s3``,
+    ``gcs``...) give an :class:`UnsupportedCacheWarning` and no client-side cache.
+
+    Example::
+
+        cfg = load_config("config.yaml")   # litellm_settings: {cache: true, cache_params: {...}}
+        router = RouterChatModel(config=cfg, model="smart", cache=cache_from_config(cfg))
+    """
+    from gatewaykit.config import load_config
+
+    cfg = load_config(config)
+    ls, rs = cfg.litellm_settings, cfg.router
+    wanted_by_router = bool(rs.extra.get("cache_responses"))
+    if not (ls.get("cache") is True or wanted_by_router):
+        return None
+    params: Mapping[str, Any] = ls.get("cache_params") or {}
+    if not isinstance(params, Mapping):
+        raise ConfigError(
+            ConfigProblem("litellm_settings.cache_params", "must be a mapping of cache settings"),
+            source=cfg.source,
+        )
+    ttl = params.get("ttl")
+    ttl_s = float(ttl) if isinstance(ttl, int | float) and ttl > 0 else None
+    namespace = str(params.get("namespace") or "default")
+    kind = str(params.get("type") or ("redis" if params.get("host") else "local")).lower()
+    if ls.get("cache") is not True:  # only the Router's switch: its own Redis, or memory
+        kind = "redis" if (rs.redis_url or rs.redis_host) else "local"
+    if kind in _LOCAL_TYPES:
+        return InMemoryResponseCache(ttl=ttl_s, namespace=namespace)
+    if kind == "disk":
+        folder = Path(str(cfg.resolve(params.get("disk_cache_dir")) or ".gatewaykit-cache"))
+        return SQLiteResponseCache(folder / "responses.sqlite", ttl=ttl_s, namespace=namespace)
+    if kind == "redis":
+
+        def connect() -> Any:
+            import redis
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
+
+            if ls.get("cache") is not True:
+                from gatewaykit.routing.redis_store import RedisStore
+
+                return RedisStore.from_settings(rs, resolve=cfg.resolve)._client
+            url = cfg.resolve(params.get("url") or params.get("redis_url"))
+            if url:
+                return redis.Redis.from_url(
+                    str(url), socket_timeout=1.0, socket_connect_timeout=1.0
+                )
+            port = cfg.resolve(params.get("port"))
+            return redis.Redis(
+                host=str(cfg.resolve(params.get("host")) or "127.0.0.1"),
+                port=int(port) if port not in (None, "") else 6379,
+                password=cfg.resolve(params.get("password")) or None,
+                socket_timeout=1.0,
+                socket_connect_timeout=1.0,
+                retry=Retry(NoBackoff(), 0),
+            )
+
+        return RedisResponseCache(connect, ttl=ttl_s, namespace=namespace)
+    message = (
+        f"litellm_settings.cache_params.type: cache type {kind!r} has no client-side "
+        "equivalent (supported: local, redis, disk); calls run uncached here, and a LiteLLM "
+        "proxy using this config still caches"
+    )
+    logger.warning(message)
+    warnings.warn(message, UnsupportedCacheWarning, stacklevel=2)
+    return None

@@ -272,6 +272,11 @@ class GatewayChatModel(ChatOpenAI):  # type: ignore[override]
                 params["idle_timeout"] = gw.idle_timeout
             params.update(overrides)
             return cls(**{k: v for k, v in params.items() if v is not None})
+        if "cache" not in overrides:
+            from gatewaykit.cache import cache_from_config
+
+            # Direct to the provider, no proxy to cache: the config's cache applies here.
+            overrides["cache"] = cache_from_config(cfg)
         deployments = cfg.group(model)
         return cls.from_deployment(deployments[0], config=cfg, **overrides)
 

@@ -225,3 +225,103 @@ def test_a_corrupt_entry_is_a_miss(tmp_path: Path) -> None:
     key = c._key("p", "llm", "default")
     c._set(key, b"not json at all", time.time(), None)
     assert c.lookup("p", "llm") is None
+
+
+# --------------------------------------------------------------------------- from the config
+
+
+def _cfg(gw: MockGateway, **sections: Any) -> dict[str, Any]:
+    return {
+        "model_list": [
+            {
+                "model_name": "chat",
+                "litellm_params": {"model": "openai/m1", "api_base": gw.base_url, "api_key": "k"},
+            }
+        ],
+        **sections,
+    }
+
+
+def test_the_configs_cache_switches_reach_the_models(gw: MockGateway, tmp_path: Path) -> None:
+    from gatewaykit import cache_from_config
+
+    local = _cfg(gw, litellm_settings={"cache": True, "cache_params": {"type": "local", "ttl": 60}})
+    llm = RouterChatModel.from_config(local, model="chat")
+    assert isinstance(llm.cache, InMemoryResponseCache) and llm.cache.ttl == 60
+    llm.invoke("configured q")
+    assert llm.invoke("configured q").response_metadata["cache"]["hit"] is True
+    assert gw.count("m1") == 1
+    direct = GatewayChatModel.from_config(local, "chat")
+    assert isinstance(direct.cache, InMemoryResponseCache)
+    # LiteLLM Router's own switch: in memory without router Redis settings.
+    routed = cache_from_config(_cfg(gw, router_settings={"cache_responses": True}))
+    assert isinstance(routed, InMemoryResponseCache)
+    disk = {"type": "disk", "disk_cache_dir": str(tmp_path / "c"), "namespace": "team-a"}
+    on_disk = cache_from_config(_cfg(gw, litellm_settings={"cache": True, "cache_params": disk}))
+    assert isinstance(on_disk, SQLiteResponseCache) and on_disk.namespace == "team-a"
+    assert on_disk.path.parent == tmp_path / "c"
+    # No switch, no cache; a caller's own cache always wins.
+    assert cache_from_config(_cfg(gw)) is None
+    mine = InMemoryResponseCache()
+    assert RouterChatModel.from_config(local, model="chat", cache=mine).cache is mine
+
+
+def test_a_proxy_only_cache_type_warns_and_runs_uncached(gw: MockGateway) -> None:
+    from gatewaykit import cache_from_config
+    from gatewaykit.cache import UnsupportedCacheWarning
+
+    semantic = {"cache": True, "cache_params": {"type": "redis-semantic"}}
+    with pytest.warns(UnsupportedCacheWarning, match="'redis-semantic' has no client-side"):
+        assert cache_from_config(_cfg(gw, litellm_settings=semantic)) is None
+
+
+@pytest.mark.redis
+def test_a_configured_redis_cache_is_shared_between_routers(
+    gw: MockGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GWK_CACHE_TEST_HOST", "127.0.0.1")
+    ns = f"ns-{uuid.uuid4().hex}"
+    params = {"type": "redis", "host": "os.environ/GWK_CACHE_TEST_HOST", "port": 6379}
+    cfg = _cfg(gw, litellm_settings={"cache": True, "cache_params": {**params, "namespace": ns}})
+    first = RouterChatModel.from_config(cfg, model="chat")
+    second = RouterChatModel.from_config(cfg, model="chat")
+    assert isinstance(first.cache, RedisResponseCache)
+    try:
+        first.invoke("shared q")
+        assert second.invoke("shared q").response_metadata["cache"]["hit"] is True
+        assert gw.count("m1") == 1
+    finally:
+        first.cache.clear()
+
+
+def test_an_unset_redis_variable_loads_and_runs_uncached(
+    gw: MockGateway, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv("GWK_CACHE_UNSET_HOST", raising=False)
+    params = {"type": "redis", "host": "os.environ/GWK_CACHE_UNSET_HOST"}
+    cfg = _cfg(gw, litellm_settings={"cache": True, "cache_params": params})
+    llm = RouterChatModel.from_config(cfg, model="chat")  # loads: nothing is resolved yet
+    with caplog.at_level("WARNING", logger="gatewaykit.cache"):
+        llm.invoke("q")
+        llm.invoke("q")
+    assert gw.count("m1") == 2
+    assert "GWK_CACHE_UNSET_HOST" in caplog.text
+
+
+def test_a_redis_outage_is_not_retried_on_every_call(gw: MockGateway) -> None:
+    calls: list[str] = []
+
+    class Down:
+        def get(self, key: str) -> None:
+            calls.append("get")
+            raise ConnectionError("down")
+
+        def set(self, *args: Any, **kwargs: Any) -> None:
+            calls.append("set")
+            raise ConnectionError("down")
+
+    llm = model(gw, RedisResponseCache(Down(), retry_interval_s=60))
+    for _ in range(3):
+        llm.invoke("outage q")
+    assert gw.count("m1") == 3
+    assert calls == ["get"]  # one failed lookup, then Redis is left alone for the interval

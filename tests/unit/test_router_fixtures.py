@@ -90,6 +90,8 @@ def on_mock(name: str, gw: MockGateway, monkeypatch: pytest.MonkeyPatch) -> Gate
     text = path.read_text()
     for var in sorted(set(ENV_REF.findall(text))):
         monkeypatch.setenv(var, f"test-{var.lower().replace('_', '-')}")
+    # The configs switch Langfuse on: export to a closed local port, never to the internet.
+    monkeypatch.setenv("LANGFUSE_BASE_URL", "http://127.0.0.1:9")
     data: dict[str, Any] = yaml.safe_load(text)
     for entry in data["model_list"]:
         params = entry["litellm_params"]

@@ -13,10 +13,26 @@ from langchain_core.messages.ai import UsageMetadata, add_usage
 from langchain_core.outputs import ChatGeneration, LLMResult
 from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.tools import BaseTool
+from pydantic import model_validator
 
 from gatewaykit.errors import ErrorKind, UpstreamError
 
-__all__ = ["AgentError", "new_messages", "thread_id_from"]
+__all__ = ["AgentError", "StopCutter", "new_messages", "thread_id_from"]
+
+# Chat-model settings that belong to the model inside an agent, never to the agent itself.
+_INNER_MODEL_SETTINGS = {
+    "temperature": "set it on the model inside the agent",
+    "max_tokens": "set it on the model inside the agent",
+    "max_completion_tokens": "set it on the model inside the agent",
+    "top_p": "set it on the model inside the agent",
+    "seed": "set it on the model inside the agent",
+    "max_retries": (
+        "set it on the model inside the agent, or wrap the agent model in `.with_retry()` "
+        "(a retry runs the whole agent again, tools included)"
+    ),
+    "timeout": "set it on the model inside the agent",
+    "api_key": "the model inside the agent holds its own credentials",
+}
 
 
 class AgentError(UpstreamError):
@@ -99,6 +115,62 @@ def strip_usage(chunk: AIMessageChunk) -> AIMessageChunk:
     )
 
 
+class StopCutter:
+    """Ends an answer before the first stop sequence, also when it arrives in pieces.
+
+    ``feed`` returns the text that can be released; only a tail that could still be the start
+    of a stop sequence is held back, and ``flush`` releases it when the answer ends.
+    """
+
+    def __init__(self, stop: Sequence[str] | None) -> None:
+        self.stop = [s for s in stop or [] if s]
+        self.held = ""
+        self.stopped = False
+
+    def feed(self, text: str) -> str:
+        if self.stopped:
+            return ""
+        if not self.stop:
+            return text
+        buffer = self.held + text
+        hits = [i for i in (buffer.find(s) for s in self.stop) if i >= 0]
+        if hits:
+            self.stopped = True
+            self.held = ""
+            return buffer[: min(hits)]
+        keep = 0
+        for s in self.stop:
+            for k in range(min(len(s) - 1, len(buffer)), keep, -1):
+                if s.startswith(buffer[-k:]):
+                    keep = k
+                    break
+        self.held = buffer[len(buffer) - keep :]
+        return buffer[: len(buffer) - keep]
+
+    def flush(self) -> str:
+        rest, self.held = ("" if self.stopped else self.held), ""
+        return rest
+
+    def cut(self, content: str | list[str | dict[str, Any]]) -> str | list[str | dict[str, Any]]:
+        """A whole answer's content, ended before the first stop sequence."""
+        if not self.stop:
+            return content
+        if isinstance(content, str):
+            return self.feed(content) + self.flush()
+        out: list[str | dict[str, Any]] = []
+        for block in content:
+            if self.stopped:
+                break
+            if isinstance(block, str):
+                out.append(self.feed(block) + self.flush())
+            elif isinstance(block, dict) and block.get("type") == "text":
+                text = self.feed(str(block.get("text", ""))) + self.flush()
+                out.append({**block, "text": text})
+            else:
+                out.append(block)
+        return out
+
+
 def text_of(content: str | list[str | dict[str, Any]]) -> str:
     if isinstance(content, str):
         return content
@@ -116,8 +188,28 @@ class ThreadedAgentModel(BaseChatModel):
 
     The thread id may live in the call's config, and chat-model internals never see the config,
     so each entry point moves it into the call's kwargs. An agent runs its own tools, so tools
-    cannot be bound to it.
+    cannot be bound to it, and it answers in text (parse the answer for structured output).
+    Sampling settings (``temperature``, ``max_tokens``...) belong to the model inside the agent
+    and are refused here with a message saying so, rather than silently ignored.
     """
+
+    stop: list[str] | None = None
+    """Stop sequences: the answer ends before the first one (a call's ``stop`` wins). The
+    agent still runs to its end; only its answer is cut."""
+    streaming: bool = False
+    """Run ``invoke`` through the stream, so callbacks see the answer's tokens as they come."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_inner_model_settings(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            for key, fix in _INNER_MODEL_SETTINGS.items():
+                if key in data and key not in cls.model_fields:
+                    raise ValueError(
+                        f"{cls.__name__} has no `{key}`: an agent's model settings belong to "
+                        f"its own model; {fix}"
+                    )
+        return data
 
     @property
     def name_of_agent(self) -> str:
@@ -132,6 +224,8 @@ class ThreadedAgentModel(BaseChatModel):
         params = super()._get_ls_params(stop=stop, **kwargs)
         params["ls_provider"] = "gatewaykit"
         params["ls_model_name"] = kwargs.get("model", self.name_of_agent)
+        if stop is None and self.stop:
+            params["ls_stop"] = list(self.stop)
         return params
 
     def bind_tools(
@@ -145,6 +239,20 @@ class ThreadedAgentModel(BaseChatModel):
         raise NotImplementedError(
             f"agent {self.name_of_agent!r} runs its own tools; add tools to the agent itself "
             f"instead of binding them to {type(self).__name__}"
+        )
+
+    def with_structured_output(
+        self,
+        schema: dict[str, Any] | type,
+        *,
+        include_raw: bool = False,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, dict[str, Any] | Any]:
+        """Not supported: an agent answers in text and shapes it itself."""
+        raise NotImplementedError(
+            f"agent {self.name_of_agent!r} answers in text and runs its own tools; parse its "
+            "answer with an output parser instead, e.g. "
+            "`model | PydanticOutputParser(pydantic_object=Schema)`"
         )
 
     def invoke(

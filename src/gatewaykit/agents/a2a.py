@@ -26,7 +26,13 @@ from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr
 
-from gatewaykit.agents._common import AgentError, ThreadedAgentModel, new_messages, text_of
+from gatewaykit.agents._common import (
+    AgentError,
+    StopCutter,
+    ThreadedAgentModel,
+    new_messages,
+    text_of,
+)
 from gatewaykit.agents._sync import iterate_sync, run_sync
 from gatewaykit.errors import AuthenticationFailed, GatewayConnectionError, GatewayTimeout
 
@@ -187,7 +193,7 @@ class A2AAgentChatModel(ThreadedAgentModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        message = run_sync(lambda: self._send(messages, kwargs))
+        message = run_sync(lambda: self._send(messages, stop, kwargs))
         return ChatResult(generations=[ChatGeneration(message=message)])
 
     async def _agenerate(
@@ -197,7 +203,7 @@ class A2AAgentChatModel(ThreadedAgentModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        message = await self._send(messages, kwargs)
+        message = await self._send(messages, stop, kwargs)
         return ChatResult(generations=[ChatGeneration(message=message)])
 
     def _stream(
@@ -208,7 +214,7 @@ class A2AAgentChatModel(ThreadedAgentModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         # langchain-core reports each chunk to the callbacks (on_llm_new_token) itself.
-        yield from iterate_sync(lambda: self._stream_events(messages, kwargs))
+        yield from iterate_sync(lambda: self._stream_events(messages, stop, kwargs))
 
     async def _astream(
         self,
@@ -217,7 +223,7 @@ class A2AAgentChatModel(ThreadedAgentModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        async for chunk in self._stream_events(messages, kwargs):
+        async for chunk in self._stream_events(messages, stop, kwargs):
             yield chunk
 
     # ------------------------------------------------------------------ A2A calls
@@ -301,7 +307,9 @@ class A2AAgentChatModel(ThreadedAgentModel):
             status=status if isinstance(status, int) else None,
         )
 
-    def _request(self, messages: list[BaseMessage], kwargs: Mapping[str, Any]) -> _A2ARun:
+    def _request(
+        self, messages: list[BaseMessage], stop: list[str] | None, kwargs: Mapping[str, Any]
+    ) -> _A2ARun:
         from a2a.types import Message, Part, Role, SendMessageRequest
 
         thread_id = kwargs.get("thread_id") or self.thread_id
@@ -316,7 +324,15 @@ class A2AAgentChatModel(ThreadedAgentModel):
         if thread_id:
             message.context_id = str(thread_id)
         request = SendMessageRequest(message=message)
-        return _A2ARun(self.name_of_agent, thread_id, request, text, self.estimate_usage, self.url)
+        return _A2ARun(
+            self.name_of_agent,
+            thread_id,
+            request,
+            text,
+            self.estimate_usage,
+            self.url,
+            stop=stop if stop is not None else self.stop,
+        )
 
     async def _client(self, http: httpx.AsyncClient, *, streaming: bool) -> Any:
         from a2a.client import ClientConfig, ClientFactory
@@ -333,8 +349,10 @@ class A2AAgentChatModel(ThreadedAgentModel):
                 f"cannot talk to A2A agent {self.name_of_agent!r}: {exc}", agent=self.name_of_agent
             ) from exc
 
-    async def _send(self, messages: list[BaseMessage], kwargs: Mapping[str, Any]) -> AIMessage:
-        run = self._request(messages, kwargs)
+    async def _send(
+        self, messages: list[BaseMessage], stop: list[str] | None, kwargs: Mapping[str, Any]
+    ) -> AIMessage:
+        run = self._request(messages, stop, kwargs)
         async with self._http() as http:
             client = await self._client(http, streaming=False)
             run.name = self.name_of_agent
@@ -349,21 +367,23 @@ class A2AAgentChatModel(ThreadedAgentModel):
         return run.result()
 
     async def _stream_events(
-        self, messages: list[BaseMessage], kwargs: Mapping[str, Any]
+        self, messages: list[BaseMessage], stop: list[str] | None, kwargs: Mapping[str, Any]
     ) -> AsyncIterator[ChatGenerationChunk]:
-        run = self._request(messages, kwargs)
+        run = self._request(messages, stop, kwargs)
+        cutter = StopCutter(run.stop)
         async with self._http() as http:
             client = await self._client(http, streaming=True)
             run.name = self.name_of_agent
             try:
                 async for event in client.send_message(run.request):
-                    delta = run.on_event(event)
+                    delta = cutter.feed(run.on_event(event))
                     if delta:
                         yield ChatGenerationChunk(message=AIMessageChunk(content=delta))
                     if run.stopped():
                         break
                 async for delta in self._poll_deltas(client, run):
-                    yield ChatGenerationChunk(message=AIMessageChunk(content=delta))
+                    if released := cutter.feed(delta):
+                        yield ChatGenerationChunk(message=AIMessageChunk(content=released))
             except AgentError:
                 raise
             except Exception as exc:
@@ -371,7 +391,7 @@ class A2AAgentChatModel(ThreadedAgentModel):
         final = run.result()
         yield ChatGenerationChunk(
             message=AIMessageChunk(
-                content=run.closing_text(),
+                content=cutter.feed(run.closing_text()) + cutter.flush(),
                 usage_metadata=final.usage_metadata,
                 response_metadata=final.response_metadata,
             ),
@@ -453,8 +473,11 @@ class _A2ARun:
         sent_text: str,
         estimate_usage: bool,
         url: str,
+        *,
+        stop: list[str] | None = None,
     ) -> None:
         self.name = name
+        self.stop = stop
         self.thread_id = thread_id
         self.request = request
         self.sent_text = sent_text
@@ -640,7 +663,7 @@ class _A2ARun:
             usage = UsageMetadata(input_tokens=n_in, output_tokens=n_out, total_tokens=n_in + n_out)
             info["usage_estimated"] = True
         return AIMessage(
-            content=answer,
+            content=StopCutter(self.stop).cut(answer),
             id=f"a2a-{self.task_id}" if self.task_id else None,
             response_metadata={
                 "model_name": self.name,

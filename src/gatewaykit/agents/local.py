@@ -23,6 +23,7 @@ from pydantic import ConfigDict, Field
 
 from gatewaykit.agents._common import (
     AgentError,
+    StopCutter,
     ThreadedAgentModel,
     UsageCollector,
     new_messages,
@@ -100,7 +101,9 @@ class AgentChatModel(ThreadedAgentModel):
 
     # ------------------------------------------------------------------ runs
 
-    def _begin(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> _Run:
+    def _begin(
+        self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
+    ) -> _Run:
         thread_id = kwargs.get("thread_id") or self.thread_id
         stateful = thread_id is not None and getattr(self.graph, "checkpointer", None) is not None
         if self.input_mapper is not None:
@@ -115,6 +118,7 @@ class AgentChatModel(ThreadedAgentModel):
             graph_input,
             thread_id if stateful else None,
             stream_tokens=stream_tokens,
+            stop=stop if stop is not None else self.stop,
         )
 
     def _generate(
@@ -124,7 +128,7 @@ class AgentChatModel(ThreadedAgentModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        run = self._begin(messages, kwargs)
+        run = self._begin(messages, stop, kwargs)
         cfg = run.config(run_manager, CallbackManager)
         try:
             for mode, data in self.graph.stream(run.graph_input, cfg, stream_mode=_RESULT_MODES):
@@ -141,7 +145,7 @@ class AgentChatModel(ThreadedAgentModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        run = self._begin(messages, kwargs)
+        run = self._begin(messages, stop, kwargs)
         cfg = run.config(run_manager, AsyncCallbackManager)
         try:
             async for mode, data in self.graph.astream(
@@ -160,7 +164,7 @@ class AgentChatModel(ThreadedAgentModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        run = self._begin(messages, kwargs)
+        run = self._begin(messages, stop, kwargs)
         cfg = run.config(run_manager, CallbackManager)
         try:
             for mode, data in self.graph.stream(run.graph_input, cfg, stream_mode=_STREAM_MODES):
@@ -178,7 +182,7 @@ class AgentChatModel(ThreadedAgentModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        run = self._begin(messages, kwargs)
+        run = self._begin(messages, stop, kwargs)
         cfg = run.config(run_manager, AsyncCallbackManager)
         try:
             async for mode, data in self.graph.astream(
@@ -203,8 +207,11 @@ class _Run:
         thread_id: str | None,
         *,
         stream_tokens: bool,
+        stop: list[str] | None,
     ) -> None:
         self.model = model
+        self.stop = stop
+        self.cutter = StopCutter(stop)
         self.name = model.name_of_agent
         self.graph_input = graph_input
         self.thread_id = thread_id
@@ -268,6 +275,11 @@ class _Run:
         if not message.content:
             return None
         self.forwarded[key] = self.forwarded.get(key, "") + text
+        if self.cutter.stop:
+            released = self.cutter.feed(text)
+            return (
+                ChatGenerationChunk(message=AIMessageChunk(content=released)) if released else None
+            )
         chunk = (
             strip_usage(message)
             if isinstance(message, AIMessageChunk)
@@ -277,9 +289,10 @@ class _Run:
 
     def closing_chunks(self) -> Iterator[ChatGenerationChunk]:
         final = self.final_message()
-        # The answer's tokens were streamed already when its message id was forwarded;
-        # otherwise (a mapper built it, or its model did not stream) it goes out whole here.
-        content: Any = "" if (final.id or "") in self.forwarded else final.content
+        # The answer's tokens were streamed already when its message id was forwarded (only a
+        # tail held back by the stop sequences is left); otherwise (a mapper built it, or its
+        # model did not stream) it goes out whole here.
+        content: Any = self.cutter.flush() if (final.id or "") in self.forwarded else final.content
         yield ChatGenerationChunk(
             message=AIMessageChunk(
                 content=content,
@@ -370,7 +383,7 @@ class _Run:
         }
         usage = self.usage.usage if self.usage.calls else answer.usage_metadata
         return AIMessage(
-            content=answer.content,
+            content=StopCutter(self.stop).cut(answer.content),
             id=answer.id,
             name=answer.name,
             additional_kwargs={

@@ -18,8 +18,10 @@ from pydantic import ConfigDict, Field, SecretStr
 
 from gatewaykit.agents._common import (
     AgentError,
+    StopCutter,
     ThreadedAgentModel,
     new_messages,
+    text_of,
 )
 
 if TYPE_CHECKING:
@@ -108,6 +110,7 @@ class RemoteAgentChatModel(ThreadedAgentModel):
         from langgraph_sdk import get_sync_client
 
         run = self._run_args(messages, kwargs)
+        run.cutter = StopCutter(stop if stop is not None else self.stop)
         client = get_sync_client(**self._client_kwargs())
         try:
             state = client.runs.wait(run.thread, self.assistant_id, **run.run_kw)
@@ -128,6 +131,7 @@ class RemoteAgentChatModel(ThreadedAgentModel):
         from langgraph_sdk import get_client
 
         run = self._run_args(messages, kwargs)
+        run.cutter = StopCutter(stop if stop is not None else self.stop)
         client = get_client(**self._client_kwargs())
         try:
             state = await client.runs.wait(run.thread, self.assistant_id, **run.run_kw)
@@ -148,6 +152,7 @@ class RemoteAgentChatModel(ThreadedAgentModel):
         from langgraph_sdk import get_sync_client
 
         run = self._run_args(messages, kwargs)
+        run.cutter = StopCutter(stop if stop is not None else self.stop)
         client = get_sync_client(**self._client_kwargs())
         try:
             parts = client.runs.stream(
@@ -175,6 +180,7 @@ class RemoteAgentChatModel(ThreadedAgentModel):
         from langgraph_sdk import get_client
 
         run = self._run_args(messages, kwargs)
+        run.cutter = StopCutter(stop if stop is not None else self.stop)
         client = get_client(**self._client_kwargs())
         try:
             parts = client.runs.stream(
@@ -204,6 +210,7 @@ class _RemoteRun:
         self.state: Any = None
         self.forwarded: dict[str, str] = {}
         self.tool_turns: set[str] = set()
+        self.cutter = StopCutter(None)
 
     def failed(self, exc: BaseException) -> AgentError:
         response = getattr(exc, "response", None)
@@ -257,11 +264,17 @@ class _RemoteRun:
             return None
         text = content if isinstance(content, str) else ""
         self.forwarded[key] = self.forwarded.get(key, "") + text
+        if self.cutter.stop:
+            released = self.cutter.feed(text_of(content))
+            if not released:
+                return None
+            return ChatGenerationChunk(message=AIMessageChunk(content=released))
         return ChatGenerationChunk(message=AIMessageChunk(content=content))
 
     def closing_chunk(self) -> ChatGenerationChunk:
         final = self.final_message()
-        content: Any = "" if (final.id or "") in self.forwarded else final.content
+        # Only a tail held back by the stop sequences is left of a streamed answer.
+        content: Any = self.cutter.flush() if (final.id or "") in self.forwarded else final.content
         return ChatGenerationChunk(
             message=AIMessageChunk(
                 content=content,
@@ -312,7 +325,7 @@ class _RemoteRun:
             k: v for k, v in (last.get("additional_kwargs") or {}).items() if k != "tool_calls"
         }
         return AIMessage(
-            content=last.get("content") or "",
+            content=StopCutter(self.cutter.stop).cut(last.get("content") or ""),
             id=last.get("id"),
             name=last.get("name"),
             additional_kwargs=extra,

@@ -130,6 +130,11 @@ class RouterChatModel(BaseChatModel):
             self.engine.retry = dataclasses.replace(self.engine.retry, num_retries=self.max_retries)
         if self.api_key is not None:
             self.engine.model_overrides["api_key"] = self.api_key
+        if self.cache is None:
+            from gatewaykit.cache import cache_from_config
+
+            # `cache_responses: true` (Router) or `cache: true` + `cache_params` (proxy dialect).
+            self.cache = cache_from_config(self.engine.config)
         if self.callbacks is None:
             from gatewaykit.observability.callbacks import callbacks_from_config
 
