@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import threading
 import time
@@ -39,6 +40,7 @@ from a2a.types import (
     TaskState,
 )
 from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage
 from pydantic import SecretStr
 from starlette.applications import Starlette
@@ -527,3 +529,69 @@ def test_a2a_agent_prefix_needs_api_base() -> None:
         router.invoke("hi")
     assert "model_list[0].litellm_params.api_base" in str(info.value)
     assert "A2A agent's URL" in str(info.value)
+
+
+# --- images and files cross A2A ----------------------------------------------------------------
+
+
+class Looker(BaseChatModel):
+    """Describes the non-text content it was given, so the test sees what crossed the wire."""
+
+    @property
+    def _llm_type(self) -> str:
+        return "looker"
+
+    def _generate(self, messages: Any, stop: Any = None, run_manager: Any = None, **kw: Any) -> Any:
+        from langchain_core.outputs import ChatGeneration, ChatResult
+
+        seen = []
+        last = messages[-1].content
+        for block in last if isinstance(last, list) else []:
+            if block.get("type") == "text":
+                seen.append(f"text={block['text']!r}")
+            elif "base64" in block:
+                data = base64.b64decode(block["base64"])
+                seen.append(f"{block['type']}:{block.get('mime_type')}:{len(data)} bytes")
+            else:
+                seen.append(f"{block['type']}:{block.get('url')}")
+        answer = "; ".join(seen) or f"text only: {last}"
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(content=answer))])
+
+
+def test_images_and_files_cross_a2a_both_ways() -> None:
+    png = base64.b64encode(b"\x89PNG fake").decode()
+    with Uvicorn(create_app({"looker": Looker()}, metrics=False)) as s:
+        model = A2AAgentChatModel(url=f"{s.root}/a2a/looker")
+        msg = model.invoke(
+            [
+                HumanMessage(
+                    content=[
+                        {"type": "text", "text": "what is this?"},
+                        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{png}"}},
+                        {"type": "image", "url": "https://example.com/cat.jpg"},
+                        {"type": "file", "base64": png, "mime_type": "application/pdf"},
+                    ]
+                )
+            ]
+        )
+        assert msg.content == (
+            "text='what is this?'; image:image/png:9 bytes; image:https://example.com/cat.jpg; "
+            "file:application/pdf:9 bytes"
+        )
+        assert model.invoke("plain").content == "text only: plain"
+        with pytest.raises(ValueError, match=r"content block 1 of type 'file'.*file_id"):
+            model.invoke(
+                [
+                    HumanMessage(
+                        content=[{"type": "text", "text": "x"}, {"type": "file", "file_id": "f-1"}]
+                    )
+                ]
+            )
+        with pytest.raises(ValueError, match="content block 0: invalid base64"):
+            model.invoke(
+                [
+                    HumanMessage(
+                        content=[{"type": "image", "base64": "%%%", "mime_type": "image/png"}]
+                    )
+                ]
+            )

@@ -34,6 +34,7 @@ from gatewaykit.agents._common import (
     text_of,
 )
 from gatewaykit.agents._sync import iterate_sync, run_sync
+from gatewaykit.agents.a2a_parts import blocks_to_parts
 from gatewaykit.errors import AuthenticationFailed, GatewayConnectionError, GatewayTimeout
 
 __all__ = ["A2AAgentChatModel", "A2ATaskError"]
@@ -315,12 +316,14 @@ class A2AAgentChatModel(ThreadedAgentModel):
         thread_id = kwargs.get("thread_id") or self.thread_id
         sent = new_messages(messages) if thread_id else list(messages)
         text = _render(sent)
-        if not text:
+        files = [p for m in sent for p in blocks_to_parts(m.content)]
+        if not text and not files:
             raise ValueError(
                 "nothing to send to the A2A agent: the input has no text after the last AI "
                 "message (with a thread_id, only the new messages are sent)"
             )
-        message = Message(role=Role.ROLE_USER, message_id=uuid.uuid4().hex, parts=[Part(text=text)])
+        parts = ([Part(text=text)] if text else []) + files
+        message = Message(role=Role.ROLE_USER, message_id=uuid.uuid4().hex, parts=parts)
         if thread_id:
             message.context_id = str(thread_id)
         request = SendMessageRequest(message=message)

@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gatewaykit.agents._common import ThreadedAgentModel, text_of
+from gatewaykit.agents.a2a_parts import parts_to_blocks
 
 __all__ = ["ChatModelAgentExecutor", "a2a_routes", "agent_card"]
 
@@ -87,14 +88,16 @@ class ChatModelAgentExecutor(AgentExecutor):
             await event_queue.enqueue_event(task)
         updater = TaskUpdater(event_queue, task.id, task.context_id)
         text = context.get_user_input()
-        if not text.strip():
+        files = parts_to_blocks(message.parts)
+        if not text.strip() and not files:
             await updater.reject(
-                updater.new_agent_message([Part(text="the message has no text part to answer")])
+                updater.new_agent_message([Part(text="the message has no text or file to answer")])
             )
             return
         await updater.start_work()
         context_id = task.context_id
-        messages, config = await self._input(context_id, HumanMessage(content=text))
+        content: Any = [{"type": "text", "text": text}, *files] if files else text
+        messages, config = await self._input(context_id, HumanMessage(content=content))
         total: AIMessageChunk | None = None
         first = True
         try:
