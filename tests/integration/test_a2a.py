@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,7 +18,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from a2a.client import ClientConfig, create_client
 from a2a.helpers.proto_helpers import new_task_from_user_message
 from a2a.server.agent_execution import AgentExecutor, RequestContext
@@ -49,7 +47,7 @@ from gatewaykit import ConfigError, RouterChatModel
 from gatewaykit.agents import A2AAgentChatModel, A2ATaskError, AgentError
 from gatewaykit.agents.serve import create_app
 from gatewaykit.errors import AuthenticationFailed, GatewayConnectionError, GatewayTimeout
-from gatewaykit.testing import Behavior, MockGateway
+from gatewaykit.testing import AppServer, Behavior, MockGateway
 
 from .conftest import _free_port
 from .test_agent_remote import ANSWER, FINAL, MODEL, TOOL_TURN, agent_server  # noqa: F401
@@ -131,27 +129,12 @@ class PeerExecutor(AgentExecutor):
         raise NotImplementedError
 
 
-class Uvicorn:
-    def __init__(self, app: Any, port: int | None = None) -> None:
-        self.port = port or _free_port()
-        self.server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
-        )
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.root = f"http://127.0.0.1:{self.port}"
+class Uvicorn(AppServer):
+    """An app on a free port; ``root`` is its base URL."""
 
-    def __enter__(self) -> Uvicorn:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
+    @property
+    def root(self) -> str:
+        return self.url
 
 
 def peer_app(port: int, *, key: str | None = None) -> Starlette:
@@ -196,7 +179,7 @@ def peer_app(port: int, *, key: str | None = None) -> Starlette:
 @pytest.fixture(scope="module")
 def peer() -> Iterator[Uvicorn]:
     port = _free_port()
-    with Uvicorn(peer_app(port, key=PEER_KEY), port) as s:
+    with Uvicorn(peer_app(port, key=PEER_KEY), port=port) as s:
         yield s
 
 

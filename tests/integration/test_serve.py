@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -15,7 +14,6 @@ from typing import Any
 import httpx
 import openai
 import pytest
-import uvicorn
 import yaml
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
@@ -26,7 +24,7 @@ from langchain_openai import ChatOpenAI
 
 from gatewaykit import RateLimited, RouterChatModel
 from gatewaykit.agents.serve import create_app
-from gatewaykit.testing import Behavior, MockGateway
+from gatewaykit.testing import AppServer, Behavior, MockGateway
 
 from .conftest import _free_port, _litellm_bin
 
@@ -102,30 +100,12 @@ class CrashingAgent(EchoAgent):
         raise RuntimeError(f"boom {SECRET}")
 
 
-class Server:
-    def __init__(self, app: Any) -> None:
-        self.port = _free_port()
-        self.server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
-        )
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+class Server(AppServer):
+    """``create_app`` on a free port; ``base_url`` is where OpenAI clients point."""
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def __enter__(self) -> Server:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
+        return f"{self.url}/v1"
 
 
 @pytest.fixture(scope="module")

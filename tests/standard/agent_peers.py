@@ -9,12 +9,8 @@ streaming and callbacks come from a real run; the A2A peer is gatewaykit's own A
 from __future__ import annotations
 
 import atexit
-import socket
-import threading
-import time
 from typing import Any
 
-import uvicorn
 from langchain_core.runnables import RunnableConfig, RunnableLambda
 from langgraph.graph import END, START, MessagesState, StateGraph
 from pydantic import SecretStr
@@ -22,6 +18,7 @@ from pydantic import SecretStr
 from gatewaykit import GatewayChatModel
 from gatewaykit.agents import AgentChatModel
 from gatewaykit.agents.serve import create_app
+from gatewaykit.testing import AppServer
 
 from .conftest import shared_gateway
 
@@ -59,37 +56,17 @@ def agent_graph() -> Any:
     return graph.compile(name=AGENT_NAME)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+class _Peer(AppServer):
+    """The agent, served over A2A by ``create_app`` with an API key."""
 
-
-class _Peer:
     def __init__(self) -> None:
         app = create_app(
             {AGENT_NAME: AgentChatModel(graph=agent_graph())},
             api_keys=[PEER_KEY],
             metrics=False,
         )
-        self.port = _free_port()
-        self.server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
-        )
-        self.thread = threading.Thread(target=self.server.run, name="a2a-peer", daemon=True)
-        self.url = f"http://127.0.0.1:{self.port}/a2a/{AGENT_NAME}"
-
-    def start(self) -> None:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("the A2A peer did not start")
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
+        super().__init__(app)
+        self.a2a_url = f"{self.url}/a2a/{AGENT_NAME}"
 
 
 _PEER: _Peer | None = None
@@ -103,4 +80,4 @@ def a2a_peer_url() -> str:
         peer.start()
         atexit.register(peer.stop)
         _PEER = peer
-    return _PEER.url
+    return _PEER.a2a_url

@@ -12,7 +12,16 @@ LangChain's standard test suites can run offline::
 """
 
 from gatewaykit.testing._app import MockApp
+from gatewaykit.testing.app_server import AppServer
 from gatewaykit.testing.behavior import ERROR_KINDS, Behavior, ErrorKind, RecordedRequest
 from gatewaykit.testing.gateway import MockGateway
 
-__all__ = ["ERROR_KINDS", "Behavior", "ErrorKind", "MockApp", "MockGateway", "RecordedRequest"]
+__all__ = [
+    "ERROR_KINDS",
+    "AppServer",
+    "Behavior",
+    "ErrorKind",
+    "MockApp",
+    "MockGateway",
+    "RecordedRequest",
+]
