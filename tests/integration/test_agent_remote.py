@@ -204,6 +204,15 @@ async def test_async_invoke_and_stream(server: Server) -> None:
     assert "".join(str(c.content) for c in chunks) == FINAL
 
 
+def test_stop_ends_the_remote_answer_in_invoke_and_stream(server: Server) -> None:
+    msg = remote(server).invoke("What is 6*7?", stop=[" is 42"])
+    assert msg.content == "6 times 7"
+    assert msg.usage_metadata is not None and msg.usage_metadata["output_tokens"] == 7
+    server.upstream.script(MODEL, [TOOL_TURN, ANSWER])
+    streamed = "".join(str(c.content) for c in remote(server, stop=["7 is"]).stream("6*7?"))
+    assert streamed == "6 times "
+
+
 def test_thread_keeps_the_conversation_on_the_server(server: Server) -> None:
     server.upstream.script(
         MODEL, [Behavior(content="Hello Ada."), Behavior(content="You are Ada.")]
