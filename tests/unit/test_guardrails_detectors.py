@@ -18,6 +18,7 @@ from gatewaykit.guardrails import (
     luhn_valid,
     ssn_valid,
 )
+from gatewaykit.guardrails.normalize import skeleton
 
 
 def found(text: str) -> list[tuple[str, str]]:
@@ -101,6 +102,122 @@ def test_fullwidth_at_sign_and_non_emails() -> None:
 
 def test_luhn() -> None:
     assert luhn_valid("79927398713") and not luhn_valid("79927398710")
+
+
+# ---------------------------------------------------------------------------- look-alike numbers
+
+
+@pytest.mark.parametrize(
+    "phone",
+    ["+44 20 7946 0958", "(555) 123-4567", "555.123.4567", "+1-202-555-0143", "0044 20 7946 0958",
+     "+44.20.7946.0958", "0091 74104 16882", "+91 74104 16882", "001 201-555-8852"],
+)  # fmt: skip
+def test_real_phones_next_to_the_look_alike_rules(phone: str) -> None:
+    assert found(f"Reach me on {phone}, please.") == [("PHONE_NUMBER", phone)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["Requests from 114.145.157.107 are rejected.", "The server at 10.0.0.1 is down.",
+     "Invoice INV-2024-483296 is attached.", "ref ORD-555-123-4567", "build v2.555.123.4567"],
+)  # fmt: skip
+def test_ip_addresses_and_ids_are_not_phone_numbers(text: str) -> None:
+    assert found(text) == []
+
+
+@pytest.mark.parametrize("isbn", ["978-0-20-354475-4", "978-0-29-283139-1", "0-306-40615-2"])
+def test_isbns_are_neither_phones_nor_cards(isbn: str) -> None:
+    assert found(f"Order the edition {isbn}.") == []
+
+
+def test_a_luhn_valid_isbn_is_no_card_but_the_same_digits_in_card_groups_are() -> None:
+    assert luhn_valid("9780292831391")  # it would pass as a 13-digit card...
+    assert found("isbn 978-0-29-283139-1") == []  # ...but 3-1-2-6-1 is no card grouping
+    assert found("pay 9780292831391 now") == [("CREDIT_CARD", "9780292831391")]
+
+
+@pytest.mark.parametrize(
+    "card",
+    ["3782 822463 10005", "3782-822463-10005", "3056 930902 5904", "4242 4242 4242 4242 428",
+     "4242424242424242428", "4242 4242 4242 4242"],
+)  # fmt: skip
+def test_every_card_grouping_is_found(card: str) -> None:
+    assert found(f"card {card}, thanks") == [("CREDIT_CARD", card)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["Wire it to PL59 1856 2512 7287 8150 3612 8338 by Friday.", "ref 4242 4242 4242 4242 1234",
+     "ref 1234 4242 4242 4242 4242", "ref 4242-4242-4242-4242-1234", "+4242424242424242"],
+)  # fmt: skip
+def test_no_card_is_carved_out_of_a_longer_number(text: str) -> None:
+    assert [e for e, _ in found(text) if e == "CREDIT_CARD"] == []
+
+
+def test_a_card_next_to_other_numbers_is_still_found() -> None:
+    assert found("4242 4242 4242 4242, 1234") == [("CREDIT_CARD", "4242 4242 4242 4242")]
+    assert found("order 12: 4242-4242-4242-4242") == [("CREDIT_CARD", "4242-4242-4242-4242")]
+    iban = "PL61 1090 1014 0000 0712 1981 2874"
+    assert found(f"Wire it to {iban} by Friday.") == [("IBAN_CODE", iban)]
+
+
+def test_a_00_prefixed_number_is_a_phone_even_when_it_passes_luhn() -> None:
+    assert luhn_valid("00917410416882")
+    text = "You can call me on 0091 74104 16882 after 5pm."
+    assert found(text) == [("PHONE_NUMBER", "0091 74104 16882")]
+    assert PIIGuardrail().apply_text(text, "pre_call") == "You can call me on [PHONE] after 5pm."
+    assert [e for e, _ in found("pay 0042424242424242")] == []  # no card starts with 0
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["I paid with 3423 724955 82498 yesterday", "Diners 3056-930902-5905", "NO03 1054 3216 130",
+     "IBAN GB00 WEST 1234 5698 7654 32", "PL59-1856-2512-7287-8150-3612-8338"],
+)  # fmt: skip
+def test_invalid_cards_and_ibans_are_not_phone_numbers(text: str) -> None:
+    assert found(text) == []
+
+
+def test_valid_ibans_and_phones_side_by_side() -> None:
+    text = "IBAN NO93 8601 1117 947, phone +47 22 12 34 56"
+    assert found(text) == [("IBAN_CODE", "NO93 8601 1117 947"), ("PHONE_NUMBER", "+47 22 12 34 56")]
+    only_phones = PIIGuardrail(["phone"]).apply_text("NO93 8601 1117 947", "pre_call")
+    assert only_phones == "NO93 8601 1117 947"  # an IBAN's digits are not a phone number
+
+
+@pytest.mark.parametrize("ssn", ["008-96-0000", "008 96 0000", "008-00-1234", "000-12-3456"])
+def test_invalid_ssns_are_not_international_phone_numbers(ssn: str) -> None:
+    assert found(f"my number is {ssn}") == []
+
+
+def test_valid_ssns_and_00_phones_still_found() -> None:
+    assert found("ssn 008-96-1234") == [("US_SSN", "008-96-1234")]
+    assert found("call 0033 1 23 45 67 89") == [("PHONE_NUMBER", "0033 1 23 45 67 89")]
+
+
+@pytest.mark.parametrize(
+    "email", ["संपर्क@डाटामेल.भारत", "ไทย@ตัวอย่าง.ไทย", "मेल@डाटा.भारती", "ติดต่อ@ตัวอย่าง.ไทย"]
+)
+def test_emails_in_scripts_with_spacing_marks(email: str) -> None:
+    assert found(f"Please write to {email} today.") == [("EMAIL_ADDRESS", email)]
+    # The mask covers the trailing vowel sign too: nothing of the address is left.
+    assert PIIGuardrail().apply_text(f"to {email}", "post_call") == "to [EMAIL]"
+
+
+def test_marks_of_class_zero_fold_away_with_an_exact_position_map() -> None:
+    sk = skeleton("ab भारती cd", homoglyphs=False)
+    assert sk.text == "ab भरत cd"
+    assert sk.span(3, 6) == (3, 8)  # the span reaches over the dropped vowel signs
+    assert sk.span(7, 9) == (9, 11)
+    assert found("संपर्क@डाटामेल") == [] and found("ไทย@ตัวอย่าง") == []  # no dotted domain
+
+
+def test_stream_of_a_phone_only_guardrail_matches_the_whole_text() -> None:
+    pii = PIIGuardrail(["phone"])
+    for text in ("Invoice INV-2024-483296 is attached.", "call 555-123-4567 now"):
+        ts = TextStream(pii)
+        out = "".join(ts.feed(text[i : i + 3]) for i in range(0, len(text), 3)) + ts.finish()
+        assert out == pii.apply_text(text, "post_call")
 
 
 @settings(max_examples=60, deadline=None)

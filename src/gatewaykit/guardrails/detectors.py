@@ -1,14 +1,16 @@
 """PII detectors with real validation, run on a Unicode skeleton of the text.
 
 Each detector finds candidates with a regex and keeps only the ones that validate, so order
-numbers and dates are left alone: card numbers pass the Luhn check, IBANs have their country's
-length and pass ISO 7064 mod-97, US SSNs avoid the never-issued areas (000, 666, 900-999),
-group 00 and serial 0000, phone numbers carry 7-15 digits (E.164) in a recognised shape, and
-emails have a valid local part and a dotted domain (Unicode and IDN included).
+numbers and dates are left alone: card numbers pass the Luhn check and are written as a whole run
+in a card grouping (4-4-4-4, 4-6-5, 4-6-4, 4-4-4-4-3, or 13-19 digits together), IBANs have their
+country's length and pass ISO 7064 mod-97, US SSNs avoid the never-issued areas (000, 666,
+900-999), group 00 and serial 0000, phone numbers carry 7-15 digits (E.164) in a recognised shape
+(not an IPv4 address, an ISBN, an id's tail, a card grouping or an IBAN's digits), and emails
+have a valid local part and a dotted domain (Unicode and IDN included).
 
 Example::
 
-    [(f.rule, f.start, f.end) for f in detect("pay 4242 4242 4242 4242 now")]
+    [(m.entity, m.start, m.end) for m in detect("pay 4242 4242 4242 4242 now")]
     # [('CREDIT_CARD', 4, 23)]
 """
 
@@ -18,10 +20,12 @@ import re
 import unicodedata
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from functools import lru_cache
 
 from gatewaykit.guardrails.normalize import Skeleton, skeleton
 
 __all__ = [
+    "CARD_GROUPINGS",
     "DETECTORS",
     "ENTITY_ALIASES",
     "IBAN_LENGTHS",
@@ -67,18 +71,40 @@ def luhn_valid(number: str) -> bool:
     return total % 10 == 0
 
 
-_CARD = re.compile(r"(?<![\d\w])\d(?:[ \-]?\d){12,18}(?![\d\w])")
+# A whole run of digit groups joined by single spaces or dashes: a card is never carved out of a
+# longer number (an IBAN's digits, a reference with a suffix), and never follows a "+".
+_CARD = re.compile(r"(?<![\w+])(?<!\d[ \-])\d+(?:[ \-]\d+)*(?![\w])(?![ \-]\d)")
+CARD_GROUPINGS: frozenset[tuple[int, ...]] = frozenset(
+    {(4, 4, 4, 4), (4, 6, 5), (4, 6, 4), (4, 4, 4, 4, 3)}
+)
+"""How card numbers are written when grouped (16-digit, Amex, Diners, 19-digit); a run of 13-19
+digits without separators is also accepted."""
+
+
+def _groups(raw: str, seps: str) -> tuple[int, ...] | None:
+    """Group lengths of ``raw`` when it uses at most one separator style, else None."""
+    used = {c for c in raw if c in seps}
+    if len(used) > 1:
+        return None
+    return tuple(len(g) for g in raw.split(used.pop())) if used else (len(raw),)
+
+
+def _card_layout(raw: str) -> bool:
+    groups = _groups(raw, " -")
+    if groups is None:  # "4242-4242 4242..." mixed separators: not a card layout
+        return False
+    return 13 <= groups[0] <= 19 if len(groups) == 1 else groups in CARD_GROUPINGS
 
 
 def _cards(sk: Skeleton) -> list[Match]:
     out = []
     for m in _CARD.finditer(sk.text):
         raw = m.group()
-        seps = {c for c in raw if not c.isdigit()}
-        if len(seps) > 1:  # "4242-4242 4242..." mixed separators: not a card layout
+        if not _card_layout(raw):
             continue
         digits = _digits(raw)
-        if not 13 <= len(digits) <= 19 or not luhn_valid(digits) or len(set(digits)) == 1:
+        # No card number starts with 0 (ISO/IEC 7812 leaves that industry digit unassigned).
+        if digits[0] == "0" or not luhn_valid(digits) or len(set(digits)) == 1:
             continue
         out.append(Match("CREDIT_CARD", *sk.span(m.start(), m.end()), digits=digits))
     return out
@@ -113,9 +139,12 @@ def iban_valid(iban: str) -> bool:
 _IBAN_START = re.compile(r"(?<![A-Za-z0-9])([A-Za-z]{2})(\d{2})")
 
 
-def _ibans(sk: Skeleton) -> list[Match]:
+@lru_cache(maxsize=32)
+def _iban_shaped(text: str) -> tuple[tuple[int, int, str], ...]:
+    """``(start, end, compact)`` of every run shaped like an IBAN: a known country, two check
+    digits and exactly that country's length (the check number not verified). Cached: the IBAN
+    and the phone detector both ask for the same text."""
     out = []
-    text = sk.text
     for m in _IBAN_START.finditer(text):
         length = IBAN_LENGTHS.get(m.group(1).upper())
         if length is None:
@@ -135,9 +164,16 @@ def _ibans(sk: Skeleton) -> list[Match]:
                 break
         if need or (i < len(text) and text[i].isascii() and text[i].isalnum()):
             continue
-        if iban_valid(m.group(1) + m.group(2) + "".join(chars)):
-            out.append(Match("IBAN_CODE", *sk.span(m.start(), i)))
-    return out
+        out.append((m.start(), i, m.group(1) + m.group(2) + "".join(chars)))
+    return tuple(out)
+
+
+def _ibans(sk: Skeleton) -> list[Match]:
+    return [
+        Match("IBAN_CODE", *sk.span(start, end))
+        for start, end, compact in _iban_shaped(sk.text)
+        if iban_valid(compact)
+    ]
 
 
 # ---------------------------------------------------------------------------- US SSN
@@ -169,30 +205,51 @@ def _ssns(sk: Skeleton) -> list[Match]:
 # ---------------------------------------------------------------------------- phones
 
 _PHONE = re.compile(
-    r"(?<![\w+])"
+    r"(?<![\w+])(?<!\w[.\-])"  # not inside a token such as INV-2024-483296 or v1.2.3
     r"(?:\+\d{7,15}|"  # +E.164 without separators
     r"(?:(?:\+|00(?=[1-9]))\d{1,3}[ .\-]?)?"  # country code
     r"(?:\(\d{1,5}\)[ .\-]?)?"  # (area)
     r"\d{1,8}(?:[ .\-]\d{1,8}){0,5})"
-    r"(?![\w])"
+    r"(?![\w])(?![.\-]\w)"
 )
+_SSN_SHAPE = re.compile(r"\d{3}([ \-])\d{2}\1\d{4}")
+
+
+def _phone_shape_ok(raw: str) -> bool:
+    """Digit count (E.164) and layout: what separates a phone number from an ISBN, an IP
+    address, an invalid card or an SSN-like run."""
+    digits = _digits(raw)
+    plus = raw.startswith("+")
+    international = plus or re.match(r"00[1-9]", raw) is not None
+    # Count the digits after the prefix: "008-96-0000" is an SSN-like run, not +8 960 000.
+    subscriber = digits if plus else digits[2:] if international else digits
+    if not 7 <= len(digits) <= 15 or (international and len(subscriber) < 8):
+        return False
+    groups = [len(g) for g in re.findall(r"\d+", raw)]
+    if len(groups) > 1 and groups[-1] < 2:  # ISBNs end in a one-digit group; phones never do
+        return False
+    if _SSN_SHAPE.fullmatch(raw):
+        return False
+    if international or "(" in raw:
+        return True
+    # National numbers need 10+ digits and one separator style: leaves dates, amounts and
+    # version numbers alone. Dotted quads are IPv4 addresses; a card's grouping (4-6-5, 4-6-4)
+    # that failed Luhn is an invalid card number, not a phone number.
+    layout = _groups(raw, " .-")
+    if len(digits) < 10 or layout is None:
+        return False
+    if "." in raw and len(layout) == 4 and max(layout) <= 3:
+        return False
+    return not (len(layout) > 1 and layout in CARD_GROUPINGS)
 
 
 def _phones(sk: Skeleton) -> list[Match]:
     out = []
     for m in _PHONE.finditer(sk.text):
-        raw = m.group()
-        digits = _digits(raw)
-        international = raw.startswith("+") or re.match(r"00[1-9]", raw) is not None
-        if not 7 <= len(digits) <= 15:
+        if not _phone_shape_ok(m.group()):
             continue
-        seps = {c for c in raw if c in " .-"}
-        # National numbers need 10+ digits and one separator style: leaves dates, amounts,
-        # IP addresses and version numbers alone.
-        national = not international and "(" not in raw
-        if national and (len(digits) < 10 or len(seps) > 1):
-            continue
-        if international and len(digits) < 8:
+        # Digits inside an IBAN-shaped run (even one with a wrong check number) are no phone.
+        if any(start < m.end() and m.start() < end for start, end, _ in _iban_shaped(sk.text)):
             continue
         out.append(Match("PHONE_NUMBER", *sk.span(m.start(), m.end())))
     return out
@@ -243,7 +300,7 @@ DETECTORS: dict[str, Detector] = {
     ),
     "US_SSN": Detector("US_SSN", _ssns, 40, re.compile(r"(?:\d[\d \-]*|[A-Za-z]+\W{0,3})$")),
     "PHONE_NUMBER": Detector(
-        "PHONE_NUMBER", _phones, 32, re.compile(r"(?:[+(]|00|\d)[\d \-.()]*$")
+        "PHONE_NUMBER", _phones, 32, re.compile(r"\w*[.\-]?(?:(?:[+(]|00|\d)[\d \-.()]*)?$")
     ),
     "EMAIL_ADDRESS": Detector("EMAIL_ADDRESS", _emails, 254, re.compile(r"\S+$")),
 }
@@ -266,6 +323,15 @@ def canonical_entity(name: str) -> str:
     return ENTITY_ALIASES.get(up, up)
 
 
+_SPECIFICITY = {
+    "IBAN_CODE": 0,
+    "CREDIT_CARD": 1,
+    "US_SSN": 2,
+    "EMAIL_ADDRESS": 3,
+    "PHONE_NUMBER": 4,
+}
+
+
 def detect(text: str | Skeleton, entities: Collection[str] | None = None) -> list[Match]:
     """Validated, non-overlapping matches of the built-in entities (all when None)."""
     sk = text if isinstance(text, Skeleton) else skeleton(text, homoglyphs=False)
@@ -273,9 +339,11 @@ def detect(text: str | Skeleton, entities: Collection[str] | None = None) -> lis
     found: list[Match] = []
     for name in names:
         found.extend(DETECTORS[name].find(sk))
-    # Overlaps (an IBAN's digits also read as a phone number): the earlier, longer match wins.
+    # Overlaps (an IBAN's digits also read as a phone number): the earlier, longer match wins;
+    # on the same span, the more specific reading (a checksum beats a digit count).
     out: list[Match] = []
-    for m in sorted(found, key=lambda m: (m.start, -(m.end - m.start))):
+    ranked = sorted(found, key=lambda m: (m.start, m.start - m.end, _SPECIFICITY.get(m.entity, 9)))
+    for m in ranked:
         if not out or m.start >= out[-1].end:
             out.append(m)
     return out

@@ -3,9 +3,10 @@
 
 Fullwidth digits, zero-width joiners, soft hyphens and look-alike letters must not let PII or a
 forbidden word slip past a regex. :func:`skeleton` folds the text (NFKC, format characters
-dropped, combining marks stripped, common Cyrillic/Greek homoglyphs mapped to Latin) and keeps,
-for every folded character, the index of the original character it came from, so a match found
-on the skeleton masks exactly the right span of what the user wrote.
+dropped, marks stripped by Unicode category so spacing vowel signs go too, common Cyrillic/Greek
+homoglyphs mapped to Latin) and keeps, for every folded character, the index of the original
+character it came from, so a match found on the skeleton masks exactly the right span of what
+the user wrote.
 
 Example::
 
@@ -92,16 +93,29 @@ class Skeleton:
     index: tuple[int, ...]
 
     def span(self, start: int, end: int) -> tuple[int, int]:
-        """The original ``[start, end)`` for a skeleton span (covers dropped characters inside)."""
+        """The original ``[start, end)`` for a skeleton span (covers dropped characters inside).
+
+        Marks dropped right after the span's last character belong to it and are covered too,
+        so masking ``ती`` never leaves the vowel sign behind.
+        """
         if start >= len(self.index):
             return len(self.original), len(self.original)
         o_start = self.index[start]
-        o_end = self.index[end - 1] + 1 if end > start else o_start
+        if end <= start:
+            return o_start, o_start
+        o_end = self.index[end - 1] + 1
+        limit = self.index[end] if end < len(self.index) else len(self.original)
+        while o_end < limit and _is_mark(self.original[o_end]):
+            o_end += 1
         return o_start, o_end
 
     def original_pos(self, pos: int) -> int:
         """The original index where skeleton position ``pos`` starts."""
         return self.index[pos] if pos < len(self.index) else len(self.original)
+
+
+def _is_mark(ch: str) -> bool:
+    return unicodedata.category(ch) in ("Mn", "Mc", "Me")
 
 
 def _fold_char(ch: str, *, homoglyphs: bool, strip_marks: bool) -> str:
@@ -111,9 +125,9 @@ def _fold_char(ch: str, *, homoglyphs: bool, strip_marks: bool) -> str:
         return ""
     folded = unicodedata.normalize("NFKC", ch)
     if strip_marks:
-        folded = "".join(
-            c for c in unicodedata.normalize("NFKD", folded) if not unicodedata.combining(c)
-        )
+        # By category, not combining class: Devanagari vowel signs and Thai U+0E31 are marks of
+        # class 0 and are not ``\w``, so keeping them would split a word (and an email) in two.
+        folded = "".join(c for c in unicodedata.normalize("NFKD", folded) if not _is_mark(c))
     if homoglyphs:
         folded = folded.translate(_HOMOGLYPHS)
     return folded
