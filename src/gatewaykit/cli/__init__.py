@@ -7,7 +7,7 @@
 * ``gatewaykit route "prompt" --config config.yaml --explain``: which group and deployment
   would serve a prompt, and why, without sending it (``--send`` sends it);
 * ``gatewaykit serve --config config.yaml``: a router per model group behind an
-  OpenAI-compatible API;
+  OpenAI-compatible API, as A2A agents, and with Prometheus ``/metrics``;
 * ``gatewaykit bench``: the client-side overhead of GatewayChatModel and RouterChatModel over
   bare ChatOpenAI, on a MockGateway.
 """
@@ -80,7 +80,9 @@ def _parser() -> argparse.ArgumentParser:
         help="read cooldowns and usage from the config's Redis instead of a fresh process",
     )
 
-    s = sub.add_parser("serve", help="serve a config's model groups as an OpenAI-compatible API")
+    s = sub.add_parser(
+        "serve", help="serve a config's model groups as an OpenAI-compatible API, A2A and /metrics"
+    )
     s.add_argument("--config", required=True, help="LiteLLM-style config.yaml")
     s.add_argument(
         "--model",
