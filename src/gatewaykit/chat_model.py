@@ -477,8 +477,7 @@ class GatewayChatModel(ChatOpenAI):  # type: ignore[override]
         """This request's local guardrails (``guardrails`` switches them per call)."""
         from gatewaykit.guardrails.runner import GuardrailSet, names_of
 
-        gs = GuardrailSet.__new__(GuardrailSet)
-        gs.guardrails = list(self.local_guardrails)
+        gs = GuardrailSet(self.local_guardrails)
         toggles = self._option(call, "guardrails")
         if self.dialect != "litellm":
             missing = [n for n, on in gs.remote(toggles).items() if on]
@@ -643,10 +642,7 @@ class GatewayChatModel(ChatOpenAI):  # type: ignore[override]
             yield from self._stream_checked(messages, stop, run_manager, **kwargs)
             return
         # Callbacks see the masked tokens only: the raw stream runs without the run manager.
-        for chunk in active.stream(self._stream_checked(messages, stop, None, **kwargs)):
-            if run_manager is not None and chunk.text:
-                run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-            yield chunk
+        yield from active.stream(self._stream_checked(messages, stop, None, **kwargs), run_manager)
 
     def _stream_checked(
         self,
@@ -676,9 +672,7 @@ class GatewayChatModel(ChatOpenAI):  # type: ignore[override]
                 yield chunk
             return
         source = self._astream_checked(messages, stop, None, **kwargs)
-        async for chunk in active.astream(source):
-            if run_manager is not None and chunk.text:
-                await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+        async for chunk in active.astream(source, run_manager):
             yield chunk
 
     async def _astream_checked(

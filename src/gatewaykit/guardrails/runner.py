@@ -111,23 +111,29 @@ class ActiveGuardrails:
         gens = [_regen(g, await self.apost(g.message)) for g in result.generations]  # type: ignore[arg-type]
         return ChatResult(generations=gens, llm_output=result.llm_output)
 
-    def stream(self, chunks: Iterable[ChatGenerationChunk]) -> Iterator[ChatGenerationChunk]:
-        """Post-call guardrails over a sync stream (see :mod:`.streaming`)."""
-        if not self.post_guardrails:
-            yield from chunks
-            return
-        yield from StreamGuardrails(self.post_guardrails).run(iter(chunks))
+    def stream(
+        self, chunks: Iterable[ChatGenerationChunk], run_manager: Any = None
+    ) -> Iterator[ChatGenerationChunk]:
+        """Post-call guardrails over a sync stream (see :mod:`.streaming`). With the model's
+        ``run_manager`` (the raw stream then runs without one), callbacks see masked tokens
+        only."""
+        if self.post_guardrails:
+            chunks = StreamGuardrails(self.post_guardrails).run(iter(chunks))
+        for chunk in chunks:
+            if run_manager is not None and chunk.text:
+                run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+            yield chunk
 
     async def astream(
-        self, chunks: AsyncIterator[ChatGenerationChunk]
+        self, chunks: AsyncIterator[ChatGenerationChunk], run_manager: Any = None
     ) -> AsyncIterator[ChatGenerationChunk]:
-        """Post-call guardrails over an async stream."""
-        if not self.post_guardrails:
-            async for c in chunks:
-                yield c
-            return
-        async for c in StreamGuardrails(self.post_guardrails).arun(chunks):
-            yield c
+        """Post-call guardrails over an async stream; async twin of :meth:`stream`."""
+        if self.post_guardrails:
+            chunks = StreamGuardrails(self.post_guardrails).arun(chunks)
+        async for chunk in chunks:
+            if run_manager is not None and chunk.text:
+                await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+            yield chunk
 
 
 def _call(g: Guardrail, stage: str, fn: Callable[[], Any]) -> Any:

@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 from langchain_core.messages import AIMessage, AIMessageChunk
 from langchain_core.messages.tool import tool_call_chunk
+from langchain_core.messages.utils import message_chunk_to_message
 from langchain_core.outputs import ChatGenerationChunk
 
 from gatewaykit.guardrails.base import Guardrail, TextGuardrail, apply_findings
@@ -163,14 +164,7 @@ class StreamGuardrails:
         total = self.held[0]
         for c in self.held[1:]:
             total = total + c
-        message = AIMessage(
-            **{
-                k: v
-                for k, v in total.message.model_dump().items()
-                if k not in ("type", "tool_call_chunks", "chunk_position")
-            }
-        )
-        return total, message
+        return total, cast(AIMessage, message_chunk_to_message(total.message))
 
     def _finish_whole(self) -> list[ChatGenerationChunk]:
         if not self.held:

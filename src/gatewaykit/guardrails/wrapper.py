@@ -14,6 +14,7 @@ from typing import Any, Literal
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages.utils import message_chunk_to_message
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.tools import BaseTool
@@ -75,9 +76,7 @@ class GuardedChatModel(BaseChatModel):
 
     @property
     def _set(self) -> GuardrailSet:
-        gs = GuardrailSet.__new__(GuardrailSet)
-        gs.guardrails = list(self.guardrails)
-        return gs
+        return GuardrailSet(self.guardrails)
 
     @property
     def _llm_type(self) -> str:
@@ -219,10 +218,7 @@ class GuardedChatModel(BaseChatModel):
             ChatGenerationChunk(message=c)  # type: ignore[arg-type]
             for c in self.model.stream(guarded, self._config(run_manager), stop=stop, **kwargs)
         )
-        for chunk in active.stream(source):
-            if run_manager is not None and chunk.text:
-                run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-            yield chunk
+        yield from active.stream(source, run_manager)
 
     async def _astream(
         self,
@@ -240,21 +236,12 @@ class GuardedChatModel(BaseChatModel):
             ):
                 yield ChatGenerationChunk(message=c)  # type: ignore[arg-type]
 
-        async for chunk in active.astream(source()):
-            if run_manager is not None and chunk.text:
-                await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+        async for chunk in active.astream(source(), run_manager):
             yield chunk
 
 
 def _as_ai(out: Any) -> AIMessage:
-    if isinstance(out, AIMessageChunk):
-        return AIMessage(
-            **{
-                k: v
-                for k, v in out.model_dump().items()
-                if k not in ("type", "tool_call_chunks", "chunk_position")
-            }
-        )
+    out = message_chunk_to_message(out) if isinstance(out, AIMessageChunk) else out
     if isinstance(out, AIMessage):
         return out
     raise TypeError(f"the wrapped model returned {type(out).__name__}, not an AIMessage")

@@ -350,8 +350,7 @@ class RouterChatModel(BaseChatModel):
             return None
         from gatewaykit.guardrails.runner import GuardrailSet
 
-        gs = GuardrailSet.__new__(GuardrailSet)
-        gs.guardrails = list(self.local_guardrails)
+        gs = GuardrailSet(self.local_guardrails)
         toggles = kwargs.get("guardrails")
         active = gs.select(toggles)
         rest = gs.remote(toggles)
@@ -419,10 +418,7 @@ class RouterChatModel(BaseChatModel):
             yield from self._stream_routed(messages, stop, run_manager, **kwargs)
             return
         source = self._stream_routed(guard.pre(messages), stop, None, **kwargs)
-        for chunk in guard.stream(source):
-            if run_manager is not None and chunk.text:
-                run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-            yield chunk
+        yield from guard.stream(source, run_manager)
 
     def _stream_routed(
         self,
@@ -474,9 +470,7 @@ class RouterChatModel(BaseChatModel):
                 yield chunk
             return
         source = self._astream_routed(await guard.apre(messages), stop, None, **kwargs)
-        async for chunk in guard.astream(source):
-            if run_manager is not None and chunk.text:
-                await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+        async for chunk in guard.astream(source, run_manager):
             yield chunk
 
     async def _astream_routed(
