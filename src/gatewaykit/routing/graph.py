@@ -611,9 +611,14 @@ class RouterEngine:
             )
             if cool:
                 self.store.cool_down(dep.id, now + cool, f"{kind} {err.status or ''}".strip())
-                for listener in self.listeners:
-                    info = {"deployment": dep.id, "group": dep.model_name, "kind": kind}
-                    listener("cooldown", {**info, "status": err.status, "seconds": cool})
+                self._emit(
+                    "cooldown",
+                    deployment=dep.id,
+                    group=dep.model_name,
+                    kind=kind,
+                    status=err.status,
+                    seconds=cool,
+                )
         state["attempts"].append(
             AttemptRecord(
                 dep.id,
@@ -647,11 +652,20 @@ class RouterEngine:
             )
             if now + wait < req.deadline:
                 state["retries"] += 1
-                for listener in self.listeners:
-                    info = {"deployment": dep.id, "group": dep.model_name, "kind": kind}
-                    listener("retry", {**info, "status": err.status, "sleep_s": wait})
+                self._emit(
+                    "retry",
+                    deployment=dep.id,
+                    group=dep.model_name,
+                    kind=kind,
+                    status=err.status,
+                    sleep_s=wait,
+                )
                 return _Next("retry", wait)
         return _Next("fallback")
+
+    def _emit(self, event: str, **info: Any) -> None:
+        for listener in self.listeners:
+            listener(event, info)
 
     def fallback(self, state: RouterState, kind: str) -> bool:
         """Move to the next fallback group for this error kind; False when there is none."""
@@ -668,10 +682,7 @@ class RouterEngine:
             group = self.config.resolve_group(target)
             if group in state["visited"]:
                 continue  # no loops: a group is entered at most once per request
-            for listener in self.listeners:
-                listener(
-                    "fallback", {"from_group": state["group"], "to_group": group, "kind": kind}
-                )
+            self._emit("fallback", from_group=state["group"], to_group=group, kind=kind)
             state["visited"].append(group)
             state["group"] = group
             state["retries"] = 0
