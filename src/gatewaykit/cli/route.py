@@ -26,8 +26,7 @@ from langchain_core.messages import BaseMessage, HumanMessage
 from gatewaykit.config import Deployment, GatewayConfig, load_config
 from gatewaykit.config_errors import ConfigError, ConfigProblem
 from gatewaykit.routing import strategies as st
-from gatewaykit.routing.graph import RouterEngine
-from gatewaykit.routing.health import is_available
+from gatewaykit.routing.graph import RouterEngine, RouterState
 from gatewaykit.routing.store import DeploymentState, InMemoryStore, StateStore
 
 __all__ = [
@@ -218,53 +217,15 @@ def _select_task(
     return selector.select(task, messages, **kwargs).metadata()
 
 
-def _plan_group(
-    engine: RouterEngine,
-    group: str,
-    *,
-    tags: Sequence[str],
-    needs: frozenset[str],
-    tokens: int,
-    rng: random.Random,
-) -> GroupPlan:
-    """The admission filters of :meth:`RouterEngine.choose`, in its order, without reserving."""
+def _plan_group(engine: RouterEngine, state: RouterState, rng: random.Random) -> GroupPlan:
+    """:meth:`RouterEngine.admit` and the strategy for the state's group, without reserving."""
+    group = state["group"]
     deps = engine.group(group)
     now = time.monotonic()
     views = engine.store.view([d.id for d in deps], now)
-    reasons: dict[str, str] = {}
-    candidates = []
-    for d in deps:
-        ok, why = is_available(views[d.id], now)
-        if ok:
-            candidates.append(d)
-        else:
-            reasons[d.id] = why
-    if candidates and engine.tag_filtering:
-        kept, why_tags = st.by_tags_explained(candidates, tags, enabled=True)
-        reasons.update(why_tags)
-        candidates = kept
-    if candidates and needs:
-        kept = st.by_capabilities(candidates, needs)
-        for d in candidates:
-            if d not in kept:
-                reasons[d.id] = f"lacks a needed capability ({', '.join(sorted(needs))})"
-        candidates = kept
-    context_excluded = False
-    if candidates and tokens:
-        kept = st.by_context_window(candidates, tokens)
-        for d in candidates:
-            if d not in kept:
-                reasons[d.id] = (
-                    f"~{tokens} input tokens exceed max_input_tokens {d.max_input_tokens}"
-                )
-        context_excluded = not kept
-        candidates = kept
-    if candidates:
-        kept = st.by_headroom(candidates, views, now, tokens)
-        for d in candidates:
-            if d not in kept:
-                reasons[d.id] = "no rpm/tpm/parallel headroom in this window"
-        candidates = kept
+    admitted = engine.admit(state, deps, views, now)
+    reasons, candidates = admitted.reasons, admitted.candidates
+    tokens = state["request"].input_tokens
     ordered = st.by_order(candidates)
     picked = None
     if ordered:
@@ -291,7 +252,7 @@ def _plan_group(
             verdicts.append(DeploymentVerdict(d.id, model, d.order, True, reason, d is picked))
     exhausted = None
     if picked is None:
-        exhausted = "context_window" if context_excluded else "no_deployment"
+        exhausted = "context_window" if admitted.context_excluded else "no_deployment"
     return GroupPlan(group, verdicts, picked.id if picked else None, exhausted)
 
 
@@ -373,14 +334,8 @@ def explain_route(
     group = state["group"]
     visited = [group]
     while True:
-        gp = _plan_group(
-            engine,
-            group,
-            tags=tags,
-            needs=frozenset(all_needs),
-            tokens=req.input_tokens,
-            rng=rng,
-        )
+        state["group"] = group
+        gp = _plan_group(engine, state, rng)
         plan.groups.append(gp)
         if gp.picked is not None or len(visited) > cfg.router.max_fallbacks:
             break

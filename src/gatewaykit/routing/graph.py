@@ -54,7 +54,7 @@ from gatewaykit.errors import (
 from gatewaykit.routing import strategies as st
 from gatewaykit.routing.health import CooldownPolicy, RetryPolicy, cooldown_for, is_available
 from gatewaykit.routing.redis_store import store_from_config
-from gatewaykit.routing.store import Outcome, StateStore
+from gatewaykit.routing.store import DeploymentState, Outcome, StateStore
 from gatewaykit.routing.transport import LeanTransport, can_use_lean_path
 
 __all__ = [
@@ -191,6 +191,19 @@ class _Next:
 
     action: Literal["retry", "fallback", "fail"]
     sleep: float = 0.0
+
+
+@dataclass(slots=True)
+class Admission:
+    """What :meth:`RouterEngine.admit` let through, and why it dropped the rest."""
+
+    candidates: list[Deployment] = field(default_factory=list)
+    reasons: dict[str, str] = field(default_factory=dict)
+    """Why each dropped deployment was dropped, by id."""
+    temporary_until: list[float] = field(default_factory=list)
+    """When the temporarily unavailable ones (cooldown, headroom) may be back."""
+    context_excluded: bool = False
+    """The context window alone left nothing."""
 
 
 class RouterEngine:
@@ -358,13 +371,20 @@ class RouterEngine:
 
     # ------------------------------------------------------------------ admit + pick
 
-    def choose(self, state: RouterState, now: float) -> _Pick | _Wait | _Exhausted | _Refused:
+    def admit(
+        self,
+        state: RouterState,
+        deps: Sequence[Deployment],
+        views: Mapping[str, DeploymentState],
+        now: float,
+    ) -> Admission:
+        """The admission filters, in order: deployments this request condemned, cooldowns,
+        tags, capabilities, context window, rpm/tpm headroom, target budgets. Nothing is
+        reserved; :meth:`choose` picks among what is left (``gatewaykit route`` explains it)."""
         req = state["request"]
-        deps = self.group(state["group"])
-        views = self.store.view([d.id for d in deps], now)
-        reasons: dict[str, str] = {}
-        temporary_until: list[float] = []
-        candidates: list[Deployment] = []
+        adm = Admission()
+        reasons = adm.reasons
+        candidates = adm.candidates
         for d in deps:
             if d.id in req.condemned:
                 reasons[d.id] = "failed with its own key, model or access in this request"
@@ -373,28 +393,24 @@ class RouterEngine:
             ok, why = is_available(s, now)
             if not ok:
                 reasons[d.id] = why
-                temporary_until.append(s.cooldown_until if s.cooldown_until > now else now + 0.05)
+                adm.temporary_until.append(
+                    s.cooldown_until if s.cooldown_until > now else now + 0.05
+                )
                 continue
             candidates.append(d)
         if candidates and self.tag_filtering:
-            kept = st.by_tags(candidates, req.tags, enabled=True)
-            for d in candidates:
-                if d not in kept:
-                    reasons[d.id] = (
-                        f"tags {list(d.tags)} do not match request tags {list(req.tags)}"
-                    )
-            candidates = kept
+            candidates, why_tags = st.by_tags_explained(candidates, req.tags, enabled=True)
+            reasons.update(why_tags)
         if candidates and req.needs:
             kept = st.by_capabilities(candidates, req.needs)
             for d in candidates:
                 if d not in kept:
                     reasons[d.id] = f"lacks a needed capability ({', '.join(sorted(req.needs))})"
             candidates = kept
-        context_excluded = False
         if candidates and req.input_tokens:
             kept = st.by_context_window(candidates, req.input_tokens)
             if len(kept) < len(candidates):
-                context_excluded = not kept
+                adm.context_excluded = not kept
                 for d in candidates:
                     if d not in kept:
                         reasons[d.id] = (
@@ -407,7 +423,7 @@ class RouterEngine:
             for d in candidates:
                 if d not in kept:
                     reasons[d.id] = "no rpm/tpm/parallel headroom in this window"
-                    temporary_until.append(views[d.id].window_start + 60.0)
+                    adm.temporary_until.append(views[d.id].window_start + 60.0)
             candidates = kept
         if candidates and self._target_budgets:
             kept = []
@@ -418,6 +434,16 @@ class RouterEngine:
                 else:
                     kept.append(d)
             candidates = kept
+        adm.candidates = candidates
+        return adm
+
+    def choose(self, state: RouterState, now: float) -> _Pick | _Wait | _Exhausted | _Refused:
+        req = state["request"]
+        deps = self.group(state["group"])
+        views = self.store.view([d.id for d in deps], now)
+        admitted = self.admit(state, deps, views, now)
+        candidates, reasons = admitted.candidates, admitted.reasons
+        temporary_until, context_excluded = admitted.temporary_until, admitted.context_excluded
         if candidates and state["tried"]:
             # A retry goes to a deployment this request has not failed on yet, when there is one.
             fresh = [d for d in candidates if d.id not in state["tried"]]
