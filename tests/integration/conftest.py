@@ -8,6 +8,7 @@ documented shapes instead (tests/unit/test_chat_model.py).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -17,6 +18,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -87,19 +89,12 @@ def proxy_config(upstream: str) -> dict[str, object]:
     }
 
 
-@pytest.fixture(scope="session")
-def litellm_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
-    from gatewaykit.testing import Behavior
-
-    tmp = tmp_path_factory.mktemp("litellm-proxy")
-    upstream = MockGateway()
-    upstream.start()
-    upstream.script("up-fail", Behavior(status=500, error="server"))
-    upstream.script("up-429", Behavior(status=429, error="rate_limit", retry_after=9))
-    upstream.script("up-context", Behavior(status=400, error="context_window"))
-    upstream.script("up-policy", Behavior(status=400, error="content_policy"))
-    cfg = tmp / "proxy.yaml"
-    cfg.write_text(yaml.safe_dump(proxy_config(upstream.base_url)))
+@contextlib.contextmanager
+def run_litellm_proxy(config: dict[str, Any], tmp: Path) -> Iterator[str]:
+    """The pinned LiteLLM proxy on ``config`` (written to ``tmp/proxy.yaml``), until the block
+    ends; yields its root URL. Its log is ``tmp/proxy.log``, quoted when it fails to start."""
+    path = tmp / "proxy.yaml"
+    path.write_text(yaml.safe_dump(config))
     port = _free_port()
     log = tmp / "proxy.log"
     env = {
@@ -110,7 +105,7 @@ def litellm_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
     }
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [_litellm_bin(), "--config", str(cfg), "--host", "127.0.0.1", "--port", str(port)],
+            [_litellm_bin(), "--config", str(path), "--host", "127.0.0.1", "--port", str(port)],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,
@@ -131,11 +126,28 @@ def litellm_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
             if time.monotonic() > deadline:
                 pytest.fail(f"litellm proxy did not start in 120 s:\n{log.read_text()[-3000:]}")
             time.sleep(0.25)
-        yield Proxy(url, f"{url}/v1", MASTER_KEY, upstream, log)
+        yield url
     finally:
         proc.terminate()
         try:
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="session")
+def litellm_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
+    from gatewaykit.testing import Behavior
+
+    tmp = tmp_path_factory.mktemp("litellm-proxy")
+    upstream = MockGateway()
+    upstream.start()
+    upstream.script("up-fail", Behavior(status=500, error="server"))
+    upstream.script("up-429", Behavior(status=429, error="rate_limit", retry_after=9))
+    upstream.script("up-context", Behavior(status=400, error="context_window"))
+    upstream.script("up-policy", Behavior(status=400, error="content_policy"))
+    try:
+        with run_litellm_proxy(proxy_config(upstream.base_url), tmp) as url:
+            yield Proxy(url, f"{url}/v1", MASTER_KEY, upstream, tmp / "proxy.log")
+    finally:
         upstream.stop()

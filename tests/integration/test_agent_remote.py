@@ -8,14 +8,9 @@ process, so each test scripts the agent's turns before calling it.
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
 import textwrap
-import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +20,11 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, Huma
 
 from gatewaykit.agents import AgentError, RemoteAgentChatModel
 from gatewaykit.testing import Behavior, MockGateway
-from tests.integration.test_langgraph_server import _langgraph_bin
+from tests.integration.test_langgraph_server import Server, langgraph_dev
 
 pytestmark = pytest.mark.langgraph_server
 
 REPO = Path(__file__).resolve().parents[2]
-STARTUP_TIMEOUT_S = 90.0
 MODEL = "remote-agent-llm"
 FINAL = "6 times 7 is 42."
 
@@ -82,22 +76,6 @@ TOOL_TURN = Behavior(
 ANSWER = Behavior(content=FINAL, usage={"prompt_tokens": 30, "completion_tokens": 7})
 
 
-@dataclass
-class Server:
-    url: str
-    upstream: MockGateway
-    log: Path
-
-    def log_tail(self, chars: int = 4000) -> str:
-        return self.log.read_text(errors="replace")[-chars:]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def agent_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("agent-server")
@@ -107,48 +85,10 @@ def agent_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     (tmp / "langgraph.json").write_text(
         json.dumps({"dependencies": [str(REPO)], "graphs": {"calc": f"{tmp / 'agent.py'}:graph"}})
     )
-    port = _free_port()
-    log = tmp / "langgraph-dev.log"
-    env = {
-        **os.environ,
-        "AGENT_UPSTREAM_URL": upstream.base_url,
-        "LANGGRAPH_CLI_NO_ANALYTICS": "1",
-        "LANGSMITH_TRACING": "false",
-    }
-    cmd = [
-        _langgraph_bin(),
-        "dev",
-        "--no-browser",
-        "--no-reload",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, cwd=tmp, stdout=out, stderr=subprocess.STDOUT, env=env)
-    server = Server(f"http://127.0.0.1:{port}", upstream, log)
     try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"langgraph dev exited with {proc.returncode}:\n{server.log_tail()}")
-            try:
-                if httpx.get(f"{server.url}/ok", timeout=1, trust_env=False).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"langgraph dev did not answer /ok in time:\n{server.log_tail()}")
-            time.sleep(0.25)
-        yield server
+        with langgraph_dev(tmp, upstream, {"AGENT_UPSTREAM_URL": upstream.base_url}) as server:
+            yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
         upstream.stop()
 
 

@@ -8,6 +8,7 @@ router's cooldowns, which live in the server process, do not leak from one test 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import runpy
@@ -62,6 +63,61 @@ def _langgraph_bin() -> str:
     return found
 
 
+@contextlib.contextmanager
+def langgraph_dev(
+    tmp: Path, upstream: MockGateway, env: dict[str, str], drop: tuple[str, ...] = ()
+) -> Iterator[Server]:
+    """``langgraph dev`` on ``tmp/langgraph.json`` until the block ends, once it answers /ok.
+    ``env`` is added to this process's environment (``drop`` names are removed)."""
+    port = _free_port()
+    log = tmp / "langgraph-dev.log"
+    full_env = {
+        **os.environ,
+        "LANGGRAPH_CLI_NO_ANALYTICS": "1",
+        "LANGSMITH_TRACING": "false",
+        **env,
+    }
+    for name in drop:
+        full_env.pop(name, None)
+    cmd = [
+        _langgraph_bin(),
+        "dev",
+        "--no-browser",
+        "--no-reload",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, cwd=tmp, stdout=out, stderr=subprocess.STDOUT, env=full_env)
+    server = Server(f"http://127.0.0.1:{port}", upstream, log)
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"langgraph dev exited with {proc.returncode}:\n{server.log_tail()}")
+            try:
+                if httpx.get(f"{server.url}/ok", timeout=1, trust_env=False).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"langgraph dev did not answer /ok in {STARTUP_TIMEOUT_S:.0f} s:\n"
+                    f"{server.log_tail()}"
+                )
+            time.sleep(0.25)
+        yield server
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def router_config(upstream: str) -> dict[str, Any]:
     def dep(group: str, model: str, order: int) -> dict[str, Any]:
         return {
@@ -98,52 +154,11 @@ def langgraph_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve
     (tmp / "langgraph.json").write_text(
         json.dumps({"dependencies": [str(REPO)], "graphs": {"router": f"{GRAPH_FILE}:graph"}})
     )
-    port = _free_port()
-    log = tmp / "langgraph-dev.log"
-    env = {
-        **os.environ,
-        "GATEWAYKIT_CONFIG": str(config),
-        "LANGGRAPH_CLI_NO_ANALYTICS": "1",
-        "LANGSMITH_TRACING": "false",
-    }
-    env.pop("GATEWAYKIT_MODEL", None)
-    cmd = [
-        _langgraph_bin(),
-        "dev",
-        "--no-browser",
-        "--no-reload",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, cwd=tmp, stdout=out, stderr=subprocess.STDOUT, env=env)
-    server = Server(f"http://127.0.0.1:{port}", upstream, log)
+    env = {"GATEWAYKIT_CONFIG": str(config)}
     try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"langgraph dev exited with {proc.returncode}:\n{server.log_tail()}")
-            try:
-                if httpx.get(f"{server.url}/ok", timeout=1, trust_env=False).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"langgraph dev did not answer /ok in {STARTUP_TIMEOUT_S:.0f} s:\n"
-                    f"{server.log_tail()}"
-                )
-            time.sleep(0.25)
-        yield server
+        with langgraph_dev(tmp, upstream, env, drop=("GATEWAYKIT_MODEL",)) as server:
+            yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
         upstream.stop()
 
 

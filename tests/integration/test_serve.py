@@ -26,7 +26,7 @@ from gatewaykit import RateLimited, RouterChatModel
 from gatewaykit.agents.serve import create_app
 from gatewaykit.testing import AppServer, Behavior, MockGateway
 
-from .conftest import _free_port, _litellm_bin
+from .conftest import _free_port, _litellm_bin, run_litellm_proxy
 
 KEY = "sk-serve-test-key-0001"
 SECRET = "sk-internal-secret-do-not-leak-42"
@@ -449,37 +449,7 @@ def test_litellm_proxy_calls_served_models(server: Server, tmp_path: Path) -> No
         "litellm_settings": {"telemetry": False, "drop_params": True},
         "general_settings": {"master_key": master},
     }
-    path = tmp_path / "proxy.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    port = _free_port()
-    log = tmp_path / "proxy.log"
-    env = {
-        **os.environ,
-        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-        "LITELLM_TELEMETRY": "False",
-        "LITELLM_LOG": "ERROR",
-    }
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [_litellm_bin(), "--config", str(path), "--host", "127.0.0.1", "--port", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"litellm proxy exited:\n{log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{url}/health/liveliness", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"litellm proxy did not start:\n{log.read_text()[-3000:]}")
-            time.sleep(0.25)
+    with run_litellm_proxy(cfg, tmp_path) as url:
         via = openai.OpenAI(base_url=f"{url}/v1", api_key=master, max_retries=0)
         out = via.chat.completions.create(
             model="via-agent", messages=[{"role": "user", "content": "through the proxy"}]
@@ -497,12 +467,6 @@ def test_litellm_proxy_calls_served_models(server: Server, tmp_path: Path) -> No
             model="via-smart", messages=[{"role": "user", "content": "router behind proxy"}]
         )
         assert routed.choices[0].message.content
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 # --- the CLI ----------------------------------------------------------------------------------
