@@ -29,6 +29,7 @@ from pydantic import Field, model_validator
 from typing_extensions import TypedDict
 
 from gatewaykit._http import async_client_for
+from gatewaykit._run_config import RunConfigChatModel
 from gatewaykit.cache import with_cache_controls
 from gatewaykit.config_errors import ConfigError, ConfigProblem
 from gatewaykit.errors import (
@@ -113,7 +114,7 @@ _DICT_OPTIONS = frozenset({"gateway_metadata"})
 _INTERNAL_METADATA_PREFIXES = ("langgraph_", "ls_", "lc_", "__", "checkpoint_", "langfuse_")
 
 
-class GatewayChatModel(ChatOpenAI):  # type: ignore[override]
+class GatewayChatModel(RunConfigChatModel, ChatOpenAI):  # type: ignore[override,misc]
     """A LangChain chat model for any OpenAI-compatible gateway (LiteLLM proxy and friends).
 
     Everything ``ChatOpenAI`` does still works (``bind_tools``, ``with_structured_output``,
@@ -379,52 +380,9 @@ class GatewayChatModel(ChatOpenAI):  # type: ignore[override]
         kept = {k: v for k, v in kwargs.items() if k not in NOT_IN_CACHE_KEY}
         return with_cache_controls(super()._get_llm_string(stop=stop, **kept), controls)
 
-    # Per-run options (LangChain config) become call kwargs here, so every entry point
-    # (invoke, batch, stream, astream_events, a LangGraph node) sees the same options.
-    def invoke(
-        self,
-        input: LanguageModelInput,
-        config: RunnableConfig | None = None,
-        *,
-        stop: list[str] | None = None,
-        **kwargs: Any,
-    ) -> Any:
-        return super().invoke(input, config, stop=stop, **self._run_options(config, kwargs))
-
-    async def ainvoke(
-        self,
-        input: LanguageModelInput,
-        config: RunnableConfig | None = None,
-        *,
-        stop: list[str] | None = None,
-        **kwargs: Any,
-    ) -> Any:
-        return await super().ainvoke(input, config, stop=stop, **self._run_options(config, kwargs))
-
-    def stream(
-        self,
-        input: LanguageModelInput,
-        config: RunnableConfig | None = None,
-        *,
-        stop: list[str] | None = None,
-        **kwargs: Any,
-    ) -> Iterator[AIMessageChunk]:
-        yield from super().stream(input, config, stop=stop, **self._run_options(config, kwargs))
-
-    async def astream(
-        self,
-        input: LanguageModelInput,
-        config: RunnableConfig | None = None,
-        *,
-        stop: list[str] | None = None,
-        **kwargs: Any,
-    ) -> AsyncIterator[AIMessageChunk]:
-        async for chunk in super().astream(
-            input, config, stop=stop, **self._run_options(config, kwargs)
-        ):
-            yield chunk
-
-    def _run_options(self, config: RunnableConfig | None, kwargs: dict[str, Any]) -> dict[str, Any]:
+    # Per-run options (LangChain config) become call kwargs (RunConfigChatModel), so every
+    # entry point (invoke, batch, stream, astream_events, a LangGraph node) sees the same options.
+    def _call_options(self, config: RunnableConfig | None, kwargs: dict[str, Any]) -> Any:
         if not (self.map_run_tags or self.map_run_metadata or config):
             return kwargs
         cfg = ensure_config(config)

@@ -72,6 +72,7 @@ from langchain_core.runnables import Runnable, RunnableConfig, ensure_config
 from langchain_core.tools import BaseTool
 from pydantic import ConfigDict, Field, SecretStr
 
+from gatewaykit._run_config import RunConfigChatModel
 from gatewaykit.config import CAPABILITIES, GatewayConfig, TaskSpec, load_config
 from gatewaykit.config_errors import ConfigError, ConfigProblem
 from gatewaykit.cost import Budget, BudgetManager, Reservation, SpendContext, Window, call_cost
@@ -1701,7 +1702,7 @@ def _has_payload(chunk: ChatGenerationChunk) -> bool:
     return bool(chunk.text) or bool(getattr(chunk.message, "tool_call_chunks", None))
 
 
-class TaskChatModel(BaseChatModel):
+class TaskChatModel(RunConfigChatModel):
     """A chat model that serves a task (or detects it) through a :class:`TaskSelector`.
 
     Made by :meth:`TaskSelector.for_task` (``task`` set) or :meth:`TaskSelector.as_runnable`
@@ -1793,7 +1794,7 @@ class TaskChatModel(BaseChatModel):
             params["ls_stop"] = stop
         return params
 
-    def _with_run_task(self, config: RunnableConfig | None, kwargs: dict[str, Any]) -> Any:
+    def _call_options(self, config: RunnableConfig | None, kwargs: dict[str, Any]) -> Any:
         if self.task is not None or "task" in kwargs:
             return kwargs
         # ensure_config also reads the config a parent run (a LangGraph node) set in context.
@@ -1803,51 +1804,6 @@ class TaskChatModel(BaseChatModel):
         return kwargs
 
     # The run's configurable task becomes a call option, so every entry point sees it.
-    def invoke(
-        self,
-        input: LanguageModelInput,
-        config: RunnableConfig | None = None,
-        *,
-        stop: list[str] | None = None,
-        **kwargs: Any,
-    ) -> AIMessage:
-        return super().invoke(input, config, stop=stop, **self._with_run_task(config, kwargs))
-
-    async def ainvoke(
-        self,
-        input: LanguageModelInput,
-        config: RunnableConfig | None = None,
-        *,
-        stop: list[str] | None = None,
-        **kwargs: Any,
-    ) -> AIMessage:
-        return await super().ainvoke(
-            input, config, stop=stop, **self._with_run_task(config, kwargs)
-        )
-
-    def stream(
-        self,
-        input: LanguageModelInput,
-        config: RunnableConfig | None = None,
-        *,
-        stop: list[str] | None = None,
-        **kwargs: Any,
-    ) -> Iterator[AIMessageChunk]:
-        yield from super().stream(input, config, stop=stop, **self._with_run_task(config, kwargs))
-
-    async def astream(
-        self,
-        input: LanguageModelInput,
-        config: RunnableConfig | None = None,
-        *,
-        stop: list[str] | None = None,
-        **kwargs: Any,
-    ) -> AsyncIterator[AIMessageChunk]:
-        async for chunk in super().astream(
-            input, config, stop=stop, **self._with_run_task(config, kwargs)
-        ):
-            yield chunk
-
     # ------------------------------------------------------------------ tools & structure
 
     def bind_tools(

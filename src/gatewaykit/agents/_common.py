@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from langchain_core.callbacks import BaseCallbackHandler
-from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.messages.ai import UsageMetadata, add_usage
 from langchain_core.outputs import ChatGeneration, LLMResult
@@ -15,6 +15,7 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.tools import BaseTool
 from pydantic import model_validator
 
+from gatewaykit._run_config import RunConfigChatModel
 from gatewaykit.errors import ErrorKind, UpstreamError
 
 __all__ = ["AgentError", "StopCutter", "new_messages", "thread_id_from"]
@@ -183,7 +184,7 @@ def text_of(content: str | list[str | dict[str, Any]]) -> str:
     return "".join(out)
 
 
-class ThreadedAgentModel(BaseChatModel):
+class ThreadedAgentModel(RunConfigChatModel):
     """What every agent model shares: thread-carrying entry points, tracing names, no tools.
 
     The thread id may live in the call's config, and chat-model internals never see the config,
@@ -255,46 +256,5 @@ class ThreadedAgentModel(BaseChatModel):
             "`model | PydanticOutputParser(pydantic_object=Schema)`"
         )
 
-    def invoke(
-        self,
-        input: LanguageModelInput,
-        config: RunnableConfig | None = None,
-        *,
-        stop: list[str] | None = None,
-        **kwargs: Any,
-    ) -> AIMessage:
-        kwargs["thread_id"] = thread_id_from(config, kwargs)
-        return super().invoke(input, config, stop=stop, **kwargs)
-
-    async def ainvoke(
-        self,
-        input: LanguageModelInput,
-        config: RunnableConfig | None = None,
-        *,
-        stop: list[str] | None = None,
-        **kwargs: Any,
-    ) -> AIMessage:
-        kwargs["thread_id"] = thread_id_from(config, kwargs)
-        return await super().ainvoke(input, config, stop=stop, **kwargs)
-
-    def stream(
-        self,
-        input: LanguageModelInput,
-        config: RunnableConfig | None = None,
-        *,
-        stop: list[str] | None = None,
-        **kwargs: Any,
-    ) -> Iterator[AIMessageChunk]:
-        kwargs["thread_id"] = thread_id_from(config, kwargs)
-        return super().stream(input, config, stop=stop, **kwargs)
-
-    def astream(
-        self,
-        input: LanguageModelInput,
-        config: RunnableConfig | None = None,
-        *,
-        stop: list[str] | None = None,
-        **kwargs: Any,
-    ) -> AsyncIterator[AIMessageChunk]:
-        kwargs["thread_id"] = thread_id_from(config, kwargs)
-        return super().astream(input, config, stop=stop, **kwargs)
+    def _call_options(self, config: RunnableConfig | None, kwargs: dict[str, Any]) -> Any:
+        return {**kwargs, "thread_id": thread_id_from(config, kwargs)}
