@@ -1,8 +1,9 @@
 """What a call costs through gatewaykit, next to bare ChatOpenAI and LiteLLM's Router.
 
-    python benchmarks/router_overhead.py              # the full run (`make bench`), ~1.5 minutes
-    python benchmarks/router_overhead.py --calls 500  # more samples per variant
-    python benchmarks/router_overhead.py --quick      # smoke run: a few calls per variant
+    python benchmarks/router_overhead.py                # the full run (`make bench`), minutes
+    python benchmarks/router_overhead.py --calls 500    # more samples per variant
+    python benchmarks/router_overhead.py --quick        # smoke run: a few calls per variant
+    python benchmarks/router_overhead.py --outage-only  # only the outage tables (5. and 6.)
 
 Every variant calls the same MockGateway, run in a child process (``mode="process"``: it does not
 share the GIL with the client) with zero latency, so what is measured is the client side:
@@ -34,6 +35,10 @@ Sections, each printed as one table per API (sync and async):
    number (~0 means no state grows with traffic; a bounded cache that is still filling shows up
    too: raise ``--memory-calls`` to tell the two apart), ``peak`` is the allocation high-water
    mark above the start, and ``rss`` is the process's resident-set growth over the phase.
+5. ``dead primary fallback`` (sync and async): every call once a group's only deployment is
+   down and its fallback group answers; and 6. ``total outage`` (async): 16 concurrent callers
+   while every deployment of a group fails, no fallback. Both are in ``router_outage.py``
+   (its docstring says what the columns mean); ``--quick`` runs them shorter.
 
 Reading the tables: milliseconds per call, median and p90 over the timed calls of each variant;
 ``+ms`` is the median minus the baseline's median; ``x <name>`` divides the variant's median by
@@ -488,7 +493,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10, help="round-robin batches per table")
     parser.add_argument("--memory-calls", type=int, default=None, help="default: 2 x --calls")
     parser.add_argument("--quick", action="store_true", help="smoke run: a few calls each")
+    parser.add_argument(
+        "--outage-only", action="store_true", help="only the dead-primary and total-outage tables"
+    )
     args = parser.parse_args()
+    import router_outage  # here, not at the top: it imports this module's helpers
+
+    outage = router_outage.QUICK if args.quick else router_outage.FULL
     if args.quick:
         settings = Settings(
             calls=12,
@@ -513,10 +524,14 @@ def main() -> None:
         )
 
     litellm = import_litellm()
+    scope = (
+        "router outage tables only"
+        if args.outage_only
+        else f"router overhead: {settings.calls} timed calls per variant per table "
+        f"({settings.failover_calls} for failover), {settings.rounds} round-robin batches"
+    )
     print(
-        f"router overhead: {settings.calls} timed calls per variant per table "
-        f"({settings.failover_calls} for failover), {settings.rounds} round-robin batches; "
-        "MockGateway in a child process, zero latency\n"
+        f"{scope}; MockGateway in a child process, zero latency\n"
         f"python {platform.python_version()}, {os.cpu_count()} CPUs; gatewaykit "
         f"{_version('gatewaykit')}, langchain-openai {_version('langchain-openai')}, "
         f"langgraph {_version('langgraph')}, openai {_version('openai')}, "
@@ -526,6 +541,9 @@ def main() -> None:
 
     with MockGateway("process", record=False) as gw:
         gw.script("*", Behavior())
+        if args.outage_only:
+            router_outage.run(gw, litellm, outage)
+            return
         gw.script(BAD, Behavior(status=500))
         base_url = gw.base_url
         cfg = router_config(base_url, GROUP, ["dep-a", "dep-b"])
@@ -640,6 +658,7 @@ def main() -> None:
             print_table("failover async", afo.metric(0), WITH_FALLBACKS, note=_qualified(afo))
 
         asyncio.run(run_all_async())
+        router_outage.run(gw, litellm, outage)
 
 
 def _qualified(result: Result) -> str:

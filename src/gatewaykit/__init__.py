@@ -105,7 +105,8 @@ if TYPE_CHECKING:
         metrics_app,
         mount_metrics,
     )
-    from gatewaykit.routing.graph import RouterEngine, build_router_graph
+    from gatewaykit.routing.engine import RouterEngine
+    from gatewaykit.routing.graph import build_router_graph
     from gatewaykit.routing.health import CooldownPolicy, RetryPolicy
     from gatewaykit.routing.model import RouterChatModel
     from gatewaykit.routing.redis_store import (
@@ -182,7 +183,7 @@ _LAZY = {
     "SpendLedger": "gatewaykit.cost",
     "Window": "gatewaykit.cost",
     "call_cost": "gatewaykit.cost",
-    "RouterEngine": "gatewaykit.routing.graph",
+    "RouterEngine": "gatewaykit.routing.engine",
     "build_router_graph": "gatewaykit.routing.graph",
     "CooldownPolicy": "gatewaykit.routing.health",
     "RetryPolicy": "gatewaykit.routing.health",

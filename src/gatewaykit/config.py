@@ -101,7 +101,7 @@ _ROUTER_KEYS: Final = _words(
     "cooldown_time retry_after enable_pre_call_checks enable_tag_filtering fallbacks "
     "context_window_fallbacks content_policy_fallbacks default_fallbacks model_group_alias "
     "max_fallbacks redis_url redis_host redis_port redis_password retry_policy "
-    "allowed_fails_policy"
+    "allowed_fails_policy deadline max_cooldown_wait"
 )
 _TASK_KEYS: Final = _words(
     "model fallback_model cheaper_model long_context_model temperature max_tokens tags requires "
@@ -368,7 +368,12 @@ class RouterSettings:
     routing_strategy_args: Mapping[str, Any] = field(default_factory=dict)
     num_retries: int | None = None
     timeout: float | None = None
+    """Per attempt, as in LiteLLM (``litellm_settings.request_timeout`` too)."""
     stream_timeout: float | None = None
+    deadline: float | None = None
+    """gatewaykit: the whole request's wall-clock budget, all attempts and fallbacks."""
+    max_cooldown_wait: float | None = None
+    """gatewaykit: the longest wait for a recovery when no fallback group remains."""
     allowed_fails: int | None = None
     cooldown_time: float | None = None
     retry_after: float | None = None
@@ -1334,6 +1339,10 @@ def _router_settings(
         num_retries=p.integer(num_retries, retries_path, minimum=0, what="an integer >= 0"),
         timeout=p.number(timeout, timeout_path),
         stream_timeout=p.number(rs.get("stream_timeout"), f"{R}.stream_timeout"),
+        deadline=p.number(rs.get("deadline"), f"{R}.deadline"),
+        max_cooldown_wait=p.number(
+            rs.get("max_cooldown_wait"), f"{R}.max_cooldown_wait", positive=False
+        ),
         allowed_fails=p.integer(
             rs.get("allowed_fails"), f"{R}.allowed_fails", minimum=0, what="an integer >= 0"
         ),

@@ -183,15 +183,27 @@ def test_zero_or_disabled_means_no_cooldown() -> None:
 
 
 def test_repeated_trips_back_off_exponentially_up_to_the_cap() -> None:
-    """The cooldown doubles each time the run of consecutive failures doubles."""
+    """The cooldown doubles with each cooldown in a row that no success interrupted."""
     policy = CooldownPolicy(cooldown_time=5.0, max_cooldown=60.0)
-    got = [cool(after(failures=c), policy=policy) for c in (5, 9, 10, 20, 40, 80, 10_000)]
-    assert got == [5.0, 5.0, 10.0, 20.0, 40.0, 60.0, 60.0]
-    # 401s trip from the first failure, so they grow from there.
-    auth = [cool(after(failures=c), "authentication", policy=policy) for c in (1, 2, 3, 4, 8)]
-    assert auth == [5.0, 10.0, 10.0, 20.0, 40.0]
+    got = [cool(after(failures=5, trips=t), policy=policy) for t in (0, 1, 2, 3, 4, 40)]
+    assert got == [5.0, 10.0, 20.0, 40.0, 60.0, 60.0]
+    # A long run of failures alone does not escalate: only trips do.
+    assert cool(after(failures=10_000), policy=policy) == 5.0
+    # 401s trip from the first failure and grow the same way.
+    auth = [cool(after(failures=1, trips=t), "authentication", policy=policy) for t in (0, 1, 3)]
+    assert auth == [5.0, 10.0, 40.0]
     # A deployment's own cooldown_time grows the same way.
-    assert cool(after(failures=20), deployment_cooldown=2.0) == 8.0
+    assert cool(after(failures=20, trips=2), deployment_cooldown=2.0) == 8.0
+
+
+def test_a_failed_trial_cools_at_once_and_longer() -> None:
+    """A half-open trial that fails re-cools the deployment whatever its counts, doubled."""
+    policy = CooldownPolicy(cooldown_time=5.0, min_requests=50)
+    few = after(successes=40, failures=2, consecutive=1, trips=1)
+    assert cool(few, policy=policy) is None  # no rule fires on the counts alone
+    assert cool(few, policy=policy, trial=True) == 10.0
+    # Errors that say nothing of health still never cool, trial or not.
+    assert cool(few, "invalid_request", policy=policy, trial=True) is None
 
 
 def test_retry_after_is_never_scaled() -> None:
@@ -202,11 +214,11 @@ def test_retry_after_is_never_scaled() -> None:
 def test_a_burst_of_in_flight_failures_does_not_escalate() -> None:
     """Calls sent before the trip fail while the deployment already cools down."""
     now = 100.0
-    cooling = after(failures=30, cooldown_until=now + 4.0)
+    cooling = after(failures=30, cooldown_until=now + 4.0, trips=2)
     assert cool(cooling, now=now) == 5.0  # extends to now + 5, not 5 x 4
     assert cool(cooling, now=now, policy=CooldownPolicy(cooldown_time=3.0)) is None
     # The same failure with no cooldown running escalates.
-    assert cool(after(failures=30, cooldown_until=now - 1.0), now=now) == 20.0
+    assert cool(after(failures=30, cooldown_until=now - 1.0, trips=2), now=now) == 20.0
 
 
 @settings(max_examples=300, deadline=None)
@@ -315,7 +327,41 @@ def test_half_open_cycle_with_the_store() -> None:
     store.release("d", 9.2, Outcome(ok=True, latency_s=0.2))
     state = store.view(["d"], 9.3)["d"]
     assert is_available(state, 9.3) == (True, "")
-    assert not state.half_open and state.consecutive_failures == 0
+    assert not state.half_open and state.consecutive_failures == 0 and state.trips == 0
+
+
+def test_failed_trials_double_the_cooldown_with_the_store() -> None:
+    """A deployment that fails every trial gets one trial per cooldown, each cooldown twice
+    the last (5, 10, 20, 40 s), never one every 5 s."""
+    store = InMemoryStore()
+    policy = CooldownPolicy(cooldown_time=5.0, max_cooldown=30.0)
+    now, gaps = 0.0, []
+    store.cool_down("d", now + 5.0, "upstream 500", now=now)
+    for _ in range(5):
+        now = store.view(["d"], now)["d"].cooldown_until
+        assert store.acquire("d", now).trial  # the one trial after the cooldown
+        assert not store.acquire("d", now).ok  # nobody else while it is in flight
+        state = store.release("d", now, Outcome(ok=False, kind="upstream", status=500))
+        assert state.half_open  # still one call at a time until the policy decides
+        seconds = cooldown_for(
+            policy,
+            state,
+            kind="upstream",
+            status=500,
+            retry_after=None,
+            group_size=1,
+            now=now,
+            trial=True,
+        )
+        assert seconds is not None
+        store.cool_down("d", now + seconds, "upstream 500", now=now)
+        gaps.append(seconds)
+    assert gaps == [10.0, 20.0, 30.0, 30.0, 30.0]
+    # A rate-limit cooldown lets full traffic in when it ends: no trial, no trip.
+    store.cool_down("r", 1.0, "rate_limited 429", trial=False, now=0.0)
+    state = store.view(["r"], 1.0)["r"]
+    assert not state.half_open and state.trips == 0
+    assert store.acquire("r", 1.0).ok and store.acquire("r", 1.0).ok
 
 
 # --------------------------------------------------------------------------------------------

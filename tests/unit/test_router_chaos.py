@@ -10,7 +10,6 @@ cooldown (bounded below from the documented escalation of cooldowns).
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -70,19 +69,15 @@ def max_trials(policy: CooldownPolicy, elapsed: float) -> int:
     seconds after it first cools down.
 
     Each expired cooldown lets one trial through; its failure cools the deployment again for
-    ``cooldown_time`` doubled each time the run of consecutive failures doubles past the trip
-    point (``hard_down_after``), capped at ``max_cooldown``. Failures of calls that were in flight
-    only lengthen the run, hence the cooldowns: counting one more failure per trial bounds the
-    number of trials from above.
+    twice the last cooldown (``cooldown_time`` x 2 per cooldown in a row), capped at
+    ``max_cooldown``. Failures of calls that were in flight only extend a running cooldown.
     """
-    trip = policy.hard_down_after
-    run, spent, trials = trip, 0.0, 0
+    spent, trials = 0.0, 0
     while True:
-        spent += min(policy.cooldown_time * 2 ** int(math.log2(run / trip)), policy.max_cooldown)
+        spent += min(policy.cooldown_time * 2**trials, policy.max_cooldown)
         if spent > elapsed:
             return trials
         trials += 1
-        run += 1
 
 
 def dead_deployment_bound(elapsed: float, concurrency: int) -> int:
@@ -197,7 +192,7 @@ def test_max_trials_follows_the_escalation() -> None:
     policy = CooldownPolicy(cooldown_time=1.0, min_requests=5)
     assert max_trials(policy, 0.5) == 0
     assert max_trials(policy, 1.0) == 1
-    # Runs of 5..9 failures cool for 1 s, 10..19 for 2 s: 5 trials in 5 s, 5 more in 15 s.
-    assert max_trials(policy, 5.0) == 5
-    assert max_trials(policy, 14.9) == 9
-    assert max_trials(policy, 15.0) == 10
+    # Cooldowns of 1, 2, 4, 8 s: trials at 1, 3, 7 and 15 s.
+    assert max_trials(policy, 5.0) == 2
+    assert max_trials(policy, 14.9) == 3
+    assert max_trials(policy, 15.0) == 4

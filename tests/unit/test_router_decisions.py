@@ -524,8 +524,9 @@ def replay(sc: Scenario, run: Run) -> None:
     capabilities, fitting the prompt), untried in this group if an untried one is admissible, and
     of the best ``order`` among those. After a failure: retry in the group (a condemned
     deployment hops to an untried admissible one for free; a transient error retries up to
-    ``num_retries``), else move to the first group of the error kind's fallback chain not yet
-    entered, else stop; always stop at ``max_attempts``.
+    ``num_retries``, at once on another admissible deployment, else on the same one only when
+    no fallback group remains), else move to the first group of the error kind's fallback chain
+    not yet entered, else stop; always stop at ``max_attempts``.
     """
     attempts = run.attempts
     groups = sc.groups
@@ -566,8 +567,13 @@ def replay(sc: Scenario, run: Run) -> None:
             ):
                 continue
             if kind in RETRYABLE and retries < sc.num_retries:
-                retries += 1
-                continue
+                # Another deployment takes the retry at once; a retry that would have to wait
+                # for the same deployment gives way to a fallback group, when one remains.
+                others = [d for d in admissible(sc, group, down)[0] if d.id != a["deployment"]]
+                chain = sc.chain(group, CHAIN_KIND.get(kind, "general"))
+                if others or all(t in visited for t in chain):
+                    retries += 1
+                    continue
             move = kind
         else:
             move = "context_window" if too_long else "no_deployment"
@@ -820,8 +826,10 @@ def test_cyclic_fallbacks_stop_after_each_group_once(
     run = send(build(sc, gw, transport), sc)
     assert run.error is not None and run.error.kind == "upstream"
     assert run.entered == ["a", "b"]
-    assert [a["deployment"] for a in run.attempts] == ["a1", "a1", "b1", "b1"]
-    assert gw.count("a1") == 2 and gw.count("b1") == 2
+    # a1's retry would wait on a1 itself while b remains: the request moves on at once. In b no
+    # fallback is left (a was entered), so b1 gets its retry.
+    assert [a["deployment"] for a in run.attempts] == ["a1", "b1", "b1"]
+    assert gw.count("a1") == 1 and gw.count("b1") == 2
 
 
 def test_wildcard_and_default_fallbacks_never_loop(

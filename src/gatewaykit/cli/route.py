@@ -26,7 +26,8 @@ from langchain_core.messages import BaseMessage, HumanMessage
 from gatewaykit.config import Deployment, GatewayConfig, load_config
 from gatewaykit.config_errors import ConfigError, ConfigProblem
 from gatewaykit.routing import strategies as st
-from gatewaykit.routing.graph import RouterEngine, RouterState
+from gatewaykit.routing.engine import RouterEngine
+from gatewaykit.routing.state import RouterState
 from gatewaykit.routing.store import DeploymentState, InMemoryStore, StateStore
 
 __all__ = [

@@ -22,7 +22,7 @@ def serve_config(
     """
     from gatewaykit.agents.serve import serve
     from gatewaykit.config import load_config
-    from gatewaykit.routing.graph import RouterEngine
+    from gatewaykit.routing.engine import RouterEngine
     from gatewaykit.routing.model import RouterChatModel
 
     cfg = load_config(config)

@@ -26,7 +26,6 @@ Example::
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ from gatewaykit.routing.store import DeploymentState
 __all__ = [
     "DETERMINISTIC_KINDS",
     "NO_COOLDOWN_KINDS",
+    "RATE_KINDS",
     "RETRYABLE_KINDS",
     "CooldownPolicy",
     "RetryPolicy",
@@ -59,7 +59,7 @@ NO_COOLDOWN_KINDS = frozenset(
 _MISCONFIGURED = frozenset({"authentication", "not_found", "access_denied"})
 """The deployment itself is wrong (bad key, unknown model, not allowed): every call will fail."""
 
-_RATE = frozenset({"rate_limited", "no_deployment"})
+RATE_KINDS = frozenset({"rate_limited", "no_deployment"})
 """The deployment is full right now. ``no_deployment`` is a LiteLLM proxy whose own group is
 cooling down (it answers 429 "No deployments available"): the same signal one level down."""
 
@@ -161,6 +161,7 @@ def cooldown_for(
     group_size: int,
     deployment_cooldown: float | None = None,
     now: float | None = None,
+    trial: bool = False,
 ) -> float | None:
     """Seconds to cool a deployment down after this failure, or None to keep it in rotation.
 
@@ -177,16 +178,17 @@ def cooldown_for(
     - health errors (``upstream``, ``timeout``, ``connection``, ``stream_interrupted``, anything
       else): failure rate > ``failure_threshold`` over >= ``min_requests`` calls this window
       (group of 2+), or ``hard_down_after`` consecutive failures (any group), or more than
-      ``allowed_fails`` consecutive failures this window when that is set.
+      ``allowed_fails`` consecutive failures this window when that is set;
+    - a failed half-open **trial** (``trial=True``) of a health kind: at once, whatever the
+      counts say — the deployment was given its chance.
 
     Duration: the deployment's ``cooldown_time``, else Retry-After (capped at
-    ``retry_after_cap``), else the policy's ``cooldown_time``. A configured duration doubles each
-    time the run of consecutive failures doubles past the rule's trip point (x1 at the trip,
-    x2 at twice as many failures, x4 at four times...), capped at ``max_cooldown``. The run of
-    failures stands in for the number of trips because the state counts failures, not trips;
-    doubling per *failure* instead would send a deployment to ``max_cooldown`` when a burst of
-    calls that were already in flight fail together. Retry-After is the provider's own answer
-    and is never scaled. The result is always in ``(0, max_cooldown]``.
+    ``retry_after_cap``), else the policy's ``cooldown_time``. A configured duration doubles with
+    each cooldown in a row that no success interrupted (``state_after.trips``: x1 the first
+    time, x2 after a failed trial, x4 after the next...), capped at ``max_cooldown``. Failures
+    of calls that were already in flight when the cooldown began only extend it, never escalate
+    it, so a burst of them cannot send a deployment to ``max_cooldown``. Retry-After is the
+    provider's own answer and is never scaled. The result is always in ``(0, max_cooldown]``.
 
     When ``now`` is given and the deployment is already cooling down, the failure (of a call sent
     before the cooldown began) only extends the cooldown to ``now + duration`` if that is later,
@@ -202,20 +204,15 @@ def cooldown_for(
     c = state_after.consecutive_failures
     per_kind = policy.allowed_fails_by_kind.get(kind)
     if per_kind is not None:
-        if c <= per_kind:
+        if c <= per_kind and not trial:
             return None
-        trip_at = per_kind + 1
-    elif kind in _RATE or status == 429:
+    elif kind in RATE_KINDS or status == 429:
         if group_size <= 1:
             return None
-        trip_at = 1
     elif kind in _MISCONFIGURED or (status in _SIGNAL_STATUS and kind not in _HEALTH):
-        trip_at = 1
-    else:
-        trip = _health_trip(policy, state_after, group_size)
-        if trip is None:
-            return None
-        trip_at = trip
+        pass
+    elif not trial and not _health_trips(policy, state_after, group_size):
+        return None
 
     cooling = now is not None and state_after.cooldown_until > now
     if deployment_cooldown is not None:
@@ -226,8 +223,8 @@ def cooldown_for(
         base, scalable = policy.cooldown_time, True
     if not base > 0:
         return None  # a cooldown_time of 0 turns cooldowns off (as in LiteLLM)
-    if scalable and not cooling and c > trip_at:
-        base *= 2.0 ** min(int(math.log2(c / trip_at)), 32)
+    if scalable and not cooling and state_after.trips:
+        base *= 2.0 ** min(state_after.trips, 32)
     seconds = min(base, policy.max_cooldown)
     if cooling and now is not None and now + seconds <= state_after.cooldown_until:
         return None
@@ -237,21 +234,16 @@ def cooldown_for(
 _HEALTH = frozenset({"upstream", "timeout", "connection", "stream_interrupted"})
 
 
-def _health_trip(policy: CooldownPolicy, s: DeploymentState, group_size: int) -> int | None:
-    """The earliest trip point (a count of consecutive failures) among the rules that fire now,
-    or None when none does. Escalation is measured from it."""
+def _health_trips(policy: CooldownPolicy, s: DeploymentState, group_size: int) -> bool:
+    """Whether a health failure cools the deployment down now: a run of consecutive failures,
+    a failure rate over a minimum sample (groups of two or more), or LiteLLM's allowed_fails."""
     c = s.consecutive_failures
-    hard = policy.hard_down_after
-    trip: int | None = None
-    if c >= hard:
-        trip = hard
+    if c >= policy.hard_down_after:
+        return True
     n = s.successes + s.failures
     if group_size > 1 and n >= policy.min_requests and s.failures > policy.failure_threshold * n:
-        # Escalation for a rate trip starts where the consecutive rule would have tripped.
-        trip = hard
-    if policy.allowed_fails is not None and min(c, s.failures) > policy.allowed_fails:
-        trip = policy.allowed_fails + 1 if trip is None else min(trip, policy.allowed_fails + 1)
-    return trip
+        return True
+    return policy.allowed_fails is not None and min(c, s.failures) > policy.allowed_fails
 
 
 def is_available(state: DeploymentState, now: float) -> tuple[bool, str]:

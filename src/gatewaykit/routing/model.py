@@ -35,8 +35,10 @@ from gatewaykit.cache import with_cache_controls
 from gatewaykit.chat_model import NOT_IN_CACHE_KEY, _reliable_structured, with_gateway_tags
 from gatewaykit.config import GatewayConfig, load_config
 from gatewaykit.cost import Budget, BudgetManager
-from gatewaykit.routing.graph import RouterEngine, RouterState, build_router_graph
+from gatewaykit.routing.engine import RouterEngine
+from gatewaykit.routing.graph import build_router_graph
 from gatewaykit.routing.health import CooldownPolicy, RetryPolicy
+from gatewaykit.routing.state import RouterState
 from gatewaykit.routing.store import StateStore
 
 __all__ = ["RouterChatModel"]
@@ -70,9 +72,11 @@ class RouterChatModel(BaseChatModel):
     gateway_tags: list[str] = Field(default_factory=list)
     """Request tags: used for tag routing and sent to the gateway."""
     deadline_s: float | None = None
-    """Wall-clock budget for the whole request (all attempts); default router_settings.timeout."""
+    """Wall-clock budget for the whole request (all attempts and fallbacks); default
+    ``router_settings.deadline``, else 300 s."""
     timeout: float | None = None
-    """Longest single attempt, in seconds (never longer than what is left of ``deadline_s``)."""
+    """Longest single attempt, in seconds (never longer than what is left of ``deadline_s``);
+    default the deployment's ``timeout``, else ``router_settings.timeout``, as in LiteLLM."""
     ttft_timeout: float | None = None
     """Per-attempt time to first streamed token; a slow start fails over."""
     idle_timeout: float | None = None

@@ -126,6 +126,7 @@ local function load(key, new_ws)
   st.tr = tonumber(h.tr) or 0
   st.tr_at = tonumber(h.tr_at) or 0
   st.sp = tonumber(h.sp) or 0
+  st.tp = tonumber(h.tp) or 0
   if st.tr == 1 and NOW - st.tr_at >= TRIAL_TTL then
     st.tr = 0
   end
@@ -160,7 +161,7 @@ local function save(st)
   local a = {'ws', f17(st.ws), 'rpm', tostring(st.rpm), 'tpm', tostring(st.tpm),
     'ok', tostring(st.ok), 'fail', tostring(st.fail), 'cf', tostring(st.cf),
     'lat_at', f17(st.lat_at), 'cd', f17(st.cd), 'cdr', st.cdr, 'ho', tostring(st.ho),
-    'tr', tostring(st.tr), 'tr_at', f17(st.tr_at), 'sp', f17(st.sp)}
+    'tr', tostring(st.tr), 'tr_at', f17(st.tr_at), 'sp', f17(st.sp), 'tp', tostring(st.tp)}
   if st.lat then
     a[#a + 1] = 'lat'
     a[#a + 1] = f17(st.lat)
@@ -185,7 +186,7 @@ local function out(st)
   if st.ttft then ttft = f17(st.ttft) end
   return {tostring(st.others + st.own), f17(st.ws), tostring(st.rpm), tostring(st.tpm),
     tostring(st.ok), tostring(st.fail), tostring(st.cf), lat, ttft, f17(st.lat_at),
-    f17(st.cd), st.cdr, tostring(st.ho), tostring(st.tr), f17(st.sp)}
+    f17(st.cd), st.cdr, tostring(st.ho), tostring(st.tr), f17(st.sp), tostring(st.tp)}
 end
 """
 
@@ -231,7 +232,9 @@ if trial then
 end
 set_own(st, own + 1)
 save(st)
-return {f17(NOW), 'ok', '0', ''}
+local t = '0'
+if trial then t = '1' end
+return {f17(NOW), 'ok', '0', '', t}
 """
 
 # KEYS[1]: the deployment. ARGV[6]: this process's in-flight count after the call; ARGV[7..15]:
@@ -254,20 +257,20 @@ local function update_latency()
 end
 if delta ~= 0 then st.tpm = math.max(0, st.tpm + delta) end
 st.sp = st.sp + cost
-local was_trial = st.ho == 1
 st.tr = 0
 if ok then
   st.ok = st.ok + 1
   st.cf = 0
   st.ho = 0
+  st.tp = 0
   update_latency()
 elseif counts then
   st.fail = st.fail + 1
   st.cf = st.cf + 1
   if timeout then update_latency() end
-  if was_trial and not cool then st.ho = 0 end
 end
 if cool then
+  if st.cd <= NOW then st.tp = st.tp + 1 end
   st.cd = NOW + cool
   st.cdr = ARGV[15]
   st.ho = 1
@@ -276,13 +279,16 @@ save(st)
 return {f17(NOW), out(st)}
 """
 
-# KEYS[1]: the deployment. ARGV[6]: seconds from now; ARGV[7]: reason.
+# KEYS[1]: the deployment. ARGV[6]: seconds from now; ARGV[7]: reason; ARGV[8]: '1' when a
+# half-open trial follows (a health cooldown, counted in tp), '0' for a rate limit.
 _COOL_DOWN = r"""
 local st = load(KEYS[1], 0)
 local untl = NOW + tonumber(ARGV[6])
+local trial = ARGV[8] == '1'
+if trial and st.cd <= NOW then st.tp = st.tp + 1 end
 if untl > st.cd then st.cd = untl end
 st.cdr = ARGV[7]
-st.ho = 1
+if trial then st.ho = 1 else st.ho = 0 end
 save(st)
 return f17(NOW)
 """
@@ -294,6 +300,9 @@ _REFUSALS: Mapping[str, Callable[[int | None, int | None, int | None, str], str]
     "tpm": lambda rpm, tpm, mp, why: f"tpm limit {tpm} reached",
     "parallel": lambda rpm, tpm, mp, why: f"{mp} calls in flight",
 }
+
+
+_REFUSAL_KINDS: Mapping[str, str] = {"cool": "cooldown"}
 
 
 def _text(value: Any) -> str:
@@ -567,11 +576,16 @@ class RedisStore:
                     self._recovered()
                     verdict = _text(raw[1])
                     if verdict == "ok":
-                        adm = Admission(True)
+                        adm = Admission(True, trial=len(raw) > 4 and _text(raw[4]) == "1")
                     else:
                         server_now = float(raw[0])
                         reason = _REFUSALS[verdict](rpm, tpm, max_parallel, _text(raw[3]))
-                        adm = Admission(False, reason, now + (float(raw[2]) - server_now))
+                        adm = Admission(
+                            False,
+                            reason,
+                            now + (float(raw[2]) - server_now),
+                            _REFUSAL_KINDS.get(verdict, verdict),
+                        )
             if adm is None:
                 adm = self._local.acquire(
                     id_,
@@ -628,23 +642,35 @@ class RedisStore:
                     return state
             return self._local.release(id_, now, outcome)
 
-    def cool_down(self, id_: str, until: float, reason: str) -> None:
-        """Exclude ``id_`` until ``until`` (caller's clock), for every router on this Redis."""
-        # The protocol gives no `now` here: estimate the caller's clock from the offset between
-        # the `now` of its latest call and time.monotonic() at that moment.
-        seconds = until - (time.monotonic() + self._offset)
+    def cool_down(
+        self, id_: str, until: float, reason: str, *, trial: bool = True, now: float | None = None
+    ) -> None:
+        """Exclude ``id_`` until ``until`` (caller's clock), for every router on this Redis;
+        ``trial`` as in :meth:`StateStore.cool_down` (whether a new cooldown is a trip is
+        decided on the Redis server's clock)."""
+        if now is None:
+            # Estimate the caller's clock from the offset between the `now` of its latest call
+            # and time.monotonic() at that moment.
+            now = time.monotonic() + self._offset
+        seconds = until - now
         if self._try_redis():
             try:
                 self._scripts["cool_down"](
                     keys=[self.key(id_)],
-                    args=[*self._common, self._instance, repr(float(seconds)), reason],
+                    args=[
+                        *self._common,
+                        self._instance,
+                        repr(float(seconds)),
+                        reason,
+                        "1" if trial else "0",
+                    ],
                 )
             except self._errors as exc:
                 self._failed(exc)
             else:
                 self._recovered()
                 return
-        self._local.cool_down(id_, until, reason)
+        self._local.cool_down(id_, until, reason, trial=trial, now=now)
 
     # ------------------------------------------------------------------ maintenance
 
@@ -772,6 +798,7 @@ class RedisStore:
             half_open=_text(raw[12]) == "1",
             trial_in_flight=_text(raw[13]) == "1",
             spend=float(raw[14]),
+            trips=int(raw[15]) if len(raw) > 15 and _text(raw[15]) else 0,
         )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -65,7 +66,9 @@ class DeploymentState:
     half_open: bool = False
     """The cooldown has expired; one trial call decides whether it closes or cools again."""
     trial_in_flight: bool = False
-    """A half-open trial call is under way; others wait for its verdict."""
+    """A half-open trial call is under way; others do not wait for its verdict."""
+    trips: int = 0
+    """Health cooldowns in a row that no success interrupted (each one doubles the next)."""
     spend: float = 0.0
     """Cost recorded for this deployment (USD)."""
 
@@ -88,6 +91,11 @@ class Admission:
     ok: bool
     reason: str = ""
     retry_at: float = 0.0
+    kind: str = ""
+    """Why it was refused: ``cooldown``, ``trial`` (another call holds the half-open trial),
+    ``rpm``, ``tpm`` or ``parallel``."""
+    trial: bool = False
+    """Admitted as the deployment's half-open trial after a cooldown."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +117,11 @@ class Outcome:
     counts_as_failure: bool = True
     """False for errors that say nothing about the deployment's health (a 400 of the caller)."""
     stream: bool = False
+
+    @property
+    def reason(self) -> str:
+        """The cooldown reason this outcome gives: error kind and status."""
+        return f"{self.kind} {self.status or ''}".strip()
 
 
 LATENCY_ALPHA = 0.3
@@ -147,8 +160,14 @@ class StateStore(Protocol):
         """Record how the call ended; returns the updated state (the health policy reads it)."""
         ...
 
-    def cool_down(self, id_: str, until: float, reason: str) -> None:
-        """Exclude ``id_`` until ``until`` (seen by every router sharing the store)."""
+    def cool_down(
+        self, id_: str, until: float, reason: str, *, trial: bool = True, now: float | None = None
+    ) -> None:
+        """Exclude ``id_`` until ``until`` (seen by every router sharing the store).
+
+        ``trial``: after it, one half-open trial call decides (a health cooldown; a new one
+        counts in ``trips``); False: full traffic resumes at ``until`` (a rate limit). ``now``
+        is the caller's clock (default ``time.monotonic()``)."""
         ...
 
 
@@ -190,21 +209,24 @@ class InMemoryStore:
         with self._lock:
             st = self._get(id_, now)
             if st.cooldown_until > now:
-                return Admission(False, f"cooling down ({st.cooldown_reason})", st.cooldown_until)
+                why = f"cooling down ({st.cooldown_reason})"
+                return Admission(False, why, st.cooldown_until, "cooldown")
             if st.half_open and st.trial_in_flight:
-                return Admission(False, "half-open: trial call in flight", now + 0.05)
+                return Admission(False, "half-open: trial call in flight", now + 0.05, "trial")
             if rpm is not None and st.rpm_used + 1 > rpm:
-                return Admission(False, f"rpm limit {rpm} reached", st.window_start + WINDOW_S)
+                why = f"rpm limit {rpm} reached"
+                return Admission(False, why, st.window_start + WINDOW_S, "rpm")
             if tpm is not None and st.tpm_used + tokens > tpm and st.tpm_used > 0:
-                return Admission(False, f"tpm limit {tpm} reached", st.window_start + WINDOW_S)
+                why = f"tpm limit {tpm} reached"
+                return Admission(False, why, st.window_start + WINDOW_S, "tpm")
             if max_parallel is not None and st.in_flight >= max_parallel:
-                return Admission(False, f"{max_parallel} calls in flight", now + 0.01)
+                return Admission(False, f"{max_parallel} calls in flight", now + 0.01, "parallel")
             if st.half_open:
                 st.trial_in_flight = True  # only an admitted call is the trial
             st.rpm_used += 1
             st.tpm_used += tokens
             st.in_flight += 1
-            return Admission(True)
+            return Admission(True, trial=st.half_open)
 
     def release(self, id_: str, now: float, outcome: Outcome) -> DeploymentState:
         with self._lock:
@@ -213,32 +235,38 @@ class InMemoryStore:
             if outcome.tokens and outcome.tokens != outcome.reserved_tokens:
                 st.tpm_used = max(0, st.tpm_used + outcome.tokens - outcome.reserved_tokens)
             st.spend += outcome.cost
-            was_trial = st.half_open
             st.trial_in_flight = False
             if outcome.ok:
                 st.successes += 1
                 st.consecutive_failures = 0
                 st.half_open = False
+                st.trips = 0
                 _update_latency(st, outcome, now)
             elif outcome.counts_as_failure:
+                # A failed trial leaves the deployment half-open (one call at a time) until the
+                # health policy cools it again or a call succeeds.
                 st.failures += 1
                 st.consecutive_failures += 1
                 if outcome.kind == "timeout":
                     _update_latency(st, outcome, now)
-                if was_trial and outcome.cooldown_s is None:
-                    st.half_open = False
             if outcome.cooldown_s:
-                st.cooldown_until = now + outcome.cooldown_s
-                st.cooldown_reason = f"{outcome.kind} {outcome.status or ''}".strip()
-                st.half_open = True
+                self._cool(st, now, now + outcome.cooldown_s, outcome.reason, trial=True)
             return DeploymentState(**{f: getattr(st, f) for f in DeploymentState.__slots__})
 
-    def cool_down(self, id_: str, until: float, reason: str) -> None:
+    def cool_down(
+        self, id_: str, until: float, reason: str, *, trial: bool = True, now: float | None = None
+    ) -> None:
         with self._lock:
             st = self._states.setdefault(id_, DeploymentState())
-            st.cooldown_until = max(st.cooldown_until, until)
-            st.cooldown_reason = reason
-            st.half_open = True
+            self._cool(st, time.monotonic() if now is None else now, until, reason, trial=trial)
+
+    @staticmethod
+    def _cool(st: DeploymentState, now: float, until: float, reason: str, *, trial: bool) -> None:
+        if trial and st.cooldown_until <= now:
+            st.trips += 1  # a new cooldown, not a late failure extending the current one
+        st.cooldown_until = max(st.cooldown_until, until)
+        st.cooldown_reason = reason
+        st.half_open = trial
 
     def reset(self) -> None:
         """Forget everything (tests)."""
