@@ -36,52 +36,34 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from langchain_core.messages import BaseMessage
-from langchain_core.outputs import ChatResult
-from pydantic import SecretStr
 
-from gatewaykit.chat_model import GatewayChatModel
 from gatewaykit.config import Deployment, GatewayConfig, load_config
 from gatewaykit.cost import REQUEST_SCOPES, Budget, BudgetManager, SpendContext
-from gatewaykit.cost import call_cost as _call_cost
-from gatewaykit.errors import (
-    BudgetExceeded,
-    ContextWindowExceeded,
-    GatewayError,
-    NoDeploymentAvailable,
-    StreamInterrupted,
-    translate,
-)
+from gatewaykit.errors import ContextWindowExceeded, GatewayError, NoDeploymentAvailable
 from gatewaykit.routing import strategies as st
-from gatewaykit.routing.health import (
-    RATE_KINDS,
-    CooldownPolicy,
-    RetryPolicy,
-    cooldown_for,
-    is_available,
-)
+from gatewaykit.routing.deployments import deployment_model
+from gatewaykit.routing.health import CooldownPolicy, RetryPolicy, is_available
+from gatewaykit.routing.outcomes import PER_DEPLOYMENT_KINDS, routed_cost
 from gatewaykit.routing.redis_store import store_from_config
 from gatewaykit.routing.state import (
-    AttemptRecord,
     Call,
     Decision,
     Done,
     Failure,
     GroupAdmission,
     Look,
-    Refusal,
     RouteRequest,
     RouterState,
     Sleep,
     estimate_tokens,
     request_needs,
 )
-from gatewaykit.routing.store import WINDOW_S, DeploymentState, Outcome, StateStore
+from gatewaykit.routing.store import WINDOW_S, DeploymentState, StateStore
 from gatewaykit.routing.transport import LeanTransport
 
 __all__ = [
     "DEFAULT_DEADLINE_S",
     "DEFAULT_MAX_COOLDOWN_WAIT_S",
-    "HEALTH_KINDS",
     "RouterEngine",
 ]
 
@@ -94,28 +76,10 @@ DEFAULT_MAX_COOLDOWN_WAIT_S = 2.0
 """Longest single wait for a recovery (a cooldown's end, a Retry-After, a window) when no
 fallback remains; past it the request fails at once with ``retry_after``."""
 
-HEALTH_KINDS = frozenset(
-    {
-        "upstream",
-        "timeout",
-        "connection",
-        "rate_limited",
-        "authentication",
-        "not_found",
-        "access_denied",
-        "no_deployment",
-        "stream_interrupted",
-    }
-)
-"""Errors that say something about the deployment's health (others are the caller's doing)."""
-
 # Errors no other model group can fix: the same guardrail or the caller's own budget.
 _NO_FALLBACK_KINDS = frozenset({"guardrail"})
 _CALLER_BUDGET_SCOPES = frozenset({"key", "team", "user", "end_user", "global", None})
 _FALLBACK_KIND = {"context_window": "context_window", "content_policy": "content_policy"}
-# Errors that belong to one deployment (its key, its model name, its access): another deployment
-# of the same group may well succeed, so the router hops there before leaving the group.
-_PER_DEPLOYMENT_KINDS = frozenset({"authentication", "not_found", "access_denied"})
 _PARALLEL_POLL_S = 0.01
 """How soon a deployment at ``max_parallel_requests`` is looked at again."""
 
@@ -219,29 +183,11 @@ class RouterEngine:
         return deps
 
     def model_for(self, dep: Deployment) -> Any:
-        """The deployment's chat model, built on first use (a missing env var fails only then).
-
-        ``langgraph/<assistant>`` deployments are agents on a LangGraph server (``api_base``):
-        they serve through :class:`~gatewaykit.agents.RemoteAgentChatModel`; ``a2a/<name>``
-        (or ``a2a_agent/<name>``) deployments are A2A agents at ``api_base``, served through
-        :class:`~gatewaykit.agents.A2AAgentChatModel`. Either way an agent can be a group's
-        deployment or another group's fallback."""
+        """The deployment's chat model, built on first use (a missing env var fails only then);
+        see :func:`~gatewaykit.routing.deployments.deployment_model`."""
         model = self._models.get(dep.id)
         if model is None:
-            if dep.provider in ("langgraph", "a2a", "a2a_agent"):
-                model = _agent_model(dep, self.config)
-            else:
-                overrides: dict[str, Any] = {"max_retries": 0, **self.model_overrides}
-                stream_timeout = self.config.router.stream_timeout
-                if stream_timeout is not None and dep.stream_timeout is None:
-                    # router_settings.stream_timeout: every deployment's own unless it sets one.
-                    overrides.setdefault("ttft_timeout", stream_timeout)
-                if dep.provider == "litellm_proxy":
-                    # The proxy behind must not retry or fall back on its own: this graph decides.
-                    overrides.setdefault("num_retries", 0)
-                    overrides.setdefault("disable_fallbacks", True)
-                model = GatewayChatModel.from_deployment(dep, config=self.config, **overrides)
-            self._models[dep.id] = model
+            model = self._models[dep.id] = deployment_model(dep, self.config, self.model_overrides)
         return model
 
     def start(
@@ -254,10 +200,12 @@ class RouterEngine:
         stream: bool,
         tags: Sequence[str] = (),
         deadline_s: float | None = None,
+        max_cooldown_wait: float | None = None,
         on_chunk: Callable[[Any], None] | None = None,
         buffer_attempts: bool = False,
     ) -> RouterState:
-        """The initial graph state of one request for ``alias``."""
+        """The initial graph state of one request for ``alias`` (``deadline_s`` and
+        ``max_cooldown_wait`` override the engine's for this request)."""
         group = self.config.resolve_group(alias)
         self.group(group)
         now = time.monotonic()
@@ -275,6 +223,7 @@ class RouterEngine:
             started=now,
             deadline=now + (deadline_s if deadline_s is not None else self.deadline),
             max_attempts=self.max_attempts,
+            max_wait=self.max_cooldown_wait if max_cooldown_wait is None else max_cooldown_wait,
             fallbacks_allowed=not kwargs.get("disable_fallbacks", False),
             on_chunk=on_chunk,
             buffer_attempts=buffer_attempts,
@@ -363,7 +312,7 @@ class RouterEngine:
         # A buffered attempt broke mid-stream: nothing reached the caller, restart cleanly.
         kind = "upstream" if failure.kind == "stream_interrupted" else failure.kind
         group = self.group(state["group"])
-        if kind in _PER_DEPLOYMENT_KINDS:
+        if kind in PER_DEPLOYMENT_KINDS:
             adm = self.admit(state, group, views, now, blocked=blocked)
             if any(d.id not in state["tried"] for d in adm.candidates):
                 return None  # the key/model error is this deployment's: hop to an untried one
@@ -375,8 +324,10 @@ class RouterEngine:
             if self._fallback_target(state, kind) is None:
                 # Only waiting can serve this group now: a backoff, or a recovery.
                 if not any(d.id == failure.deployment for d in adm.candidates):
-                    state["retries"] += 1
-                    return None  # nothing admissible: wait only for a known, short recovery
+                    # Nothing admissible: wait only for a known, short recovery. The wait is
+                    # not a retry: a rate limit that says "back in 1 s" is come back to then,
+                    # within the attempt budget.
+                    return None
                 wait = self._backoff(state, failure)
                 if wait is not None and now + wait < req.deadline:
                     self._count_retry(state, failure, wait)
@@ -391,7 +342,8 @@ class RouterEngine:
 
     def _backoff(self, state: RouterState, failure: Failure) -> float | None:
         """The retry's wait on the deployment that just failed, or None when it is too long."""
-        if failure.retry_after is not None and failure.retry_after > self.max_cooldown_wait:
+        max_wait = state["request"].max_wait
+        if failure.retry_after is not None and failure.retry_after > max_wait:
             return None  # the upstream says later than we may wait: fail fast, with retry_after
         wait = self.retry.backoff(
             state["retries"],
@@ -399,11 +351,11 @@ class RouterEngine:
             rng=self.rng,
             other_deployment_available=False,
         )
-        return min(wait, self.max_cooldown_wait)
+        return min(wait, max_wait)
 
     def _count_retry(self, state: RouterState, failure: Failure, wait: float) -> None:
         state["retries"] += 1
-        self._emit(
+        self.emit(
             "retry",
             deployment=failure.deployment,
             group=state["group"],
@@ -422,7 +374,7 @@ class RouterEngine:
         earliest = adm.earliest_known()
         if earliest is not None:
             wait = max(earliest - now, 0.001)
-            if wait <= self.max_cooldown_wait and now + wait < req.deadline:
+            if wait <= req.max_wait and now + wait < req.deadline:
                 return Sleep(wait, "recovery")
         return self._stop(state, None if earliest is None else max(earliest - now, 0.0))
 
@@ -556,202 +508,8 @@ class RouterEngine:
             dep.output_cost_per_token or 0.0
         )
 
-    # ------------------------------------------------------------------ around the call (I/O)
-
-    def reserve(self, state: RouterState, call: Call, now: float) -> Call | None:
-        """Reserve budget and store headroom for ``call``; the call to make (``trial`` as the
-        store saw it), or None when refused (the refusal is noted for :meth:`decide`)."""
-        req = state["request"]
-        dep = call.deployment
-        reservation = None
-        if self.budgets:
-            try:
-                reservation = self.budgets.reserve(
-                    self.spend_context(req, dep), self.estimate_cost(req, dep)
-                )
-            except BudgetExceeded as exc:
-                if exc.scope in REQUEST_SCOPES:
-                    state["error"] = exc  # the caller's own budget: nothing else can help
-                    state["done"] = True
-                else:
-                    state["refused"][dep.id] = Refusal(str(exc), req.deadline, False)
-                return None
-        adm = self.store.acquire(
-            dep.id,
-            now,
-            rpm=dep.rpm,
-            tpm=dep.tpm,
-            tokens=req.input_tokens,
-            max_parallel=dep.max_parallel_requests,
-            trial=call.trial,
-        )
-        if not adm.ok:
-            if reservation is not None:
-                self.budgets.settle(reservation, 0.0)  # type: ignore[union-attr]
-            state["refused"][dep.id] = Refusal(adm.reason, adm.retry_at, adm.kind != "trial")
-            return None
-        state["reservation"] = reservation
-        trial = call.trial or adm.trial
-        if trial:
-            req.trialled.add(dep.id)
-        return call if trial == call.trial else Call(dep, trial=trial)
-
-    def call_kwargs(self, req: RouteRequest, dep: Deployment, now: float) -> dict[str, Any]:
-        """The call's keyword arguments, its timeout set per attempt: the caller's, else the
-        deployment's, else ``router_settings.timeout``, never past the request's deadline."""
-        kwargs = req.kwargs
-        remaining = max(0.001, req.deadline - now)
-        timeout = kwargs.get("timeout")
-        if not (isinstance(timeout, int | float) and timeout > 0):
-            timeout = dep.timeout or self.timeout
-        if timeout is None or remaining < timeout:
-            timeout = remaining
-        if kwargs.get("timeout") != timeout:
-            kwargs = {**kwargs, "timeout": timeout}
-        return kwargs
-
-    def settle(self, state: RouterState, cost: float) -> None:
-        reservation = state.get("reservation")
-        if reservation is not None and self.budgets is not None:
-            self.budgets.settle(reservation, cost)
-            state["reservation"] = None
-
-    def record_success(
-        self, state: RouterState, call: Call, result: ChatResult, started: float
-    ) -> None:
-        """The call answered: settle, tell the store, and finish the request."""
-        now = time.monotonic()
-        dep = call.deployment
-        req = state["request"]
-        latency = now - started
-        cost = _cost(dep, result)
-        self.settle(state, cost)
-        self.store.release(
-            dep.id,
-            now,
-            Outcome(
-                ok=True,
-                latency_s=latency,
-                ttft_s=req.attempt_ttft if req.stream else None,
-                tokens=_usage_tokens(result),
-                reserved_tokens=req.input_tokens,
-                cost=cost,
-            ),
-        )
-        exhausted_for = _exhausted_rate_limit(result)
-        if exhausted_for and len(self.group(state["group"])) > 1:
-            # The deployment said it has no requests (or tokens) left until a reset: the next
-            # call there would be a 429, so send it to a sibling until then.
-            seconds = min(exhausted_for, self.cooldown.retry_after_cap)
-            self.store.cool_down(
-                dep.id, now + seconds, "rate_limited (0 left)", trial=False, now=now
-            )
-        state["attempts"].append(
-            AttemptRecord(dep.id, state["group"], True, latency * 1000, trial=call.trial)
-        )
-        state["result"] = result
-        state["served"] = dep
-        state["done"] = True
-
-    def record_failure(
-        self, state: RouterState, call: Call, exc: BaseException, started: float
-    ) -> None:
-        """The call failed: classify, tell the store, cool the deployment down if its health
-        says so, and leave the :class:`~gatewaykit.routing.state.Failure` for :meth:`decide`.
-        Anything that is not a gateway failure (a bug, a cancelled task) is re-raised."""
-        now = time.monotonic()
-        dep = call.deployment
-        err = translate(exc, deployment=dep.id, model_group=dep.model_name)
-        if not isinstance(err, GatewayError):
-            self.settle(state, 0.0)
-            self.store.release(dep.id, now, Outcome(ok=False, counts_as_failure=False))
-            raise exc
-        req = state["request"]
-        if req.delivered and not isinstance(err, StreamInterrupted):
-            # Tokens already reached the caller: whatever broke, the answer is now partial.
-            err = StreamInterrupted(
-                f"stream interrupted after tokens were delivered: {err}",
-                partial_text="".join(req.delivered_text),
-                chunks_received=len(req.delivered_text),
-                deployment=dep.id,
-                model_group=dep.model_name,
-                status=err.status,
-            )
-        kind = err.kind
-        self.settle(state, 0.0)
-        counts = kind in HEALTH_KINDS
-        after = self.store.release(
-            dep.id,
-            now,
-            Outcome(
-                ok=False,
-                latency_s=now - started,
-                kind=kind,
-                status=err.status,
-                counts_as_failure=counts,
-                reserved_tokens=req.input_tokens,
-                stream=req.stream,
-            ),
-        )
-        if counts:
-            self._cool(state, call, after, err, now)
-        state["attempts"].append(
-            AttemptRecord(
-                dep.id,
-                state["group"],
-                False,
-                (now - started) * 1000,
-                kind=kind,
-                status=err.status,
-                error=str(err)[:300],
-                trial=call.trial,
-            )
-        )
-        state["error"] = err
-        if dep.id not in state["tried"]:
-            state["tried"].append(dep.id)
-        if kind in _PER_DEPLOYMENT_KINDS:
-            req.condemned.add(dep.id)
-        state["failure"] = Failure(dep.id, kind, err.status, err.retry_after)
-
-    def _cool(
-        self,
-        state: RouterState,
-        call: Call,
-        after: DeploymentState,
-        err: GatewayError,
-        now: float,
-    ) -> None:
-        dep = call.deployment
-        kind = err.kind
-        seconds = cooldown_for(
-            self.cooldown,
-            after,
-            kind=kind,
-            status=err.status,
-            retry_after=err.retry_after,
-            group_size=len(self.group(state["group"])),
-            deployment_cooldown=dep.cooldown_time,
-            now=now,
-            trial=call.trial,
-        )
-        if not seconds:
-            return
-        rate = kind in RATE_KINDS or err.status == 429
-        # A rate limit is a healthy deployment that is full: no trial, full traffic after it.
-        self.store.cool_down(
-            dep.id, now + seconds, f"{kind} {err.status or ''}".strip(), trial=not rate, now=now
-        )
-        self._emit(
-            "cooldown",
-            deployment=dep.id,
-            group=dep.model_name,
-            kind=kind,
-            status=err.status,
-            seconds=seconds,
-        )
-
-    def _emit(self, event: str, **info: Any) -> None:
+    def emit(self, event: str, **info: Any) -> None:
+        """Tell the :attr:`listeners` about a retry, cooldown or fallback."""
         for listener in self.listeners:
             listener(event, info)
 
@@ -779,7 +537,7 @@ class RouterEngine:
         group = self._fallback_target(state, kind)
         if group is None:
             return False
-        self._emit("fallback", from_group=state["group"], to_group=group, kind=kind)
+        self.emit("fallback", from_group=state["group"], to_group=group, kind=kind)
         state["visited"].append(group)
         state["group"] = group
         state["retries"] = 0
@@ -835,7 +593,7 @@ class RouterEngine:
         if state.get("waited_s"):
             meta["waited_ms"] = round(state["waited_s"] * 1000, 3)
         if served is not None and result is not None:
-            meta["cost"] = _cost(served, result)
+            meta["cost"] = routed_cost(served, result)
         return meta
 
 
@@ -849,95 +607,3 @@ def _positive(name: str, value: float | None) -> float | None:
     if not value > 0:
         raise ValueError(f"{name} must be > 0 seconds, got {value!r}")
     return value
-
-
-def _agent_model(dep: Deployment, config: GatewayConfig) -> Any:
-    """The agent model of an agent deployment: A2AAgentChatModel for ``a2a/<name>`` (and
-    ``a2a_agent/<name>``), RemoteAgentChatModel for ``langgraph/<assistant>``."""
-    from gatewaykit.config_errors import ConfigError, ConfigProblem
-
-    a2a = dep.provider in ("a2a", "a2a_agent")
-    base = dep.api_base()
-    if not base:
-        what = (
-            "the A2A agent's URL (its base URL or agent-card URL) as api_base, "
-            "e.g. http://127.0.0.1:9999"
-            if a2a
-            else "the LangGraph server's URL as api_base, e.g. http://127.0.0.1:2024"
-        )
-        raise ConfigError(
-            ConfigProblem(
-                f"model_list[{dep.index}].litellm_params.api_base",
-                f"agent deployment {dep.id!r} needs {what}",
-            ),
-            source=config.source,
-        )
-    key = dep.api_key()
-    if a2a:
-        from gatewaykit.agents.a2a import A2AAgentChatModel
-
-        header = dep.param("api_key_header")
-        return A2AAgentChatModel(
-            url=base,
-            agent_name=dep.upstream_model,
-            api_key=SecretStr(key) if key else None,
-            api_key_header=str(header) if header else "Authorization",
-            timeout=dep.timeout if dep.timeout is not None else 60.0,
-        )
-    from gatewaykit.agents.remote import RemoteAgentChatModel
-
-    return RemoteAgentChatModel(
-        url=base,
-        assistant_id=dep.upstream_model,
-        api_key=SecretStr(key) if key else None,
-        timeout=dep.timeout,
-    )
-
-
-def _gateway_info(result: ChatResult) -> Mapping[str, Any] | None:
-    if not result.generations:
-        return None
-    gen = result.generations[0]
-    info = (gen.generation_info or {}).get("gateway") or gen.message.response_metadata.get(
-        "gateway"
-    )
-    return info if isinstance(info, Mapping) else None
-
-
-def _exhausted_rate_limit(result: ChatResult) -> float | None:
-    """Seconds until the deployment has requests (or tokens) again, when its answer said it
-    has none left, else None."""
-    info = _gateway_info(result)
-    limits = info.get("rate_limit") if info else None
-    if not isinstance(limits, Mapping):
-        return None
-    waits = [
-        float(limits[reset])
-        for left, reset in (
-            ("remaining_requests", "reset_requests_s"),
-            ("remaining_tokens", "reset_tokens_s"),
-        )
-        if limits.get(left) == 0 and isinstance(limits.get(reset), int | float)
-    ]
-    longest = max(waits, default=0.0)
-    return longest if longest > 0 else None
-
-
-def _usage_tokens(result: ChatResult) -> int:
-    if not result.generations:
-        return 0
-    usage = getattr(result.generations[0].message, "usage_metadata", None)
-    return int(usage.get("total_tokens", 0)) if usage else 0
-
-
-def _cost(dep: Deployment, result: ChatResult) -> float:
-    """The gateway's reported cost when present, else the configured per-token prices."""
-    if not result.generations:
-        return 0.0
-    gw = _gateway_info(result)
-    return _call_cost(
-        gw.get("response_cost") if gw else None,
-        getattr(result.generations[0].message, "usage_metadata", None),
-        dep.input_cost_per_token,
-        dep.output_cost_per_token,
-    )

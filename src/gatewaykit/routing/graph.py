@@ -27,6 +27,7 @@ from langgraph.types import Command
 from gatewaykit.chat_model import GatewayChatModel
 from gatewaykit.config import GatewayConfig
 from gatewaykit.errors import UpstreamError
+from gatewaykit.routing import outcomes
 from gatewaykit.routing.engine import RouterEngine
 from gatewaykit.routing.state import (
     AttemptRecord,
@@ -55,7 +56,7 @@ def _attempt_sync(engine: RouterEngine, state: RouterState) -> RouterState:
         now = time.monotonic()
         decision = engine.decide(state, engine.observe(state, now), now)
         if isinstance(decision, Call):
-            call = engine.reserve(state, decision, now)
+            call = outcomes.reserve(engine, state, decision, now)
             if call is not None:
                 _call_sync(engine, state, call)
                 return state
@@ -72,7 +73,7 @@ async def _attempt_async(engine: RouterEngine, state: RouterState) -> RouterStat
         now = time.monotonic()
         decision = engine.decide(state, engine.observe(state, now), now)
         if isinstance(decision, Call):
-            call = engine.reserve(state, decision, now)
+            call = outcomes.reserve(engine, state, decision, now)
             if call is not None:
                 await _call_async(engine, state, call)
                 return state
@@ -90,7 +91,7 @@ def _call_sync(engine: RouterEngine, state: RouterState, call: Call) -> None:
     try:
         model = engine.model_for(call.deployment)
         started = time.monotonic()  # building a client on first use is not the call's time
-        kwargs = engine.call_kwargs(req, call.deployment, started)
+        kwargs = outcomes.call_kwargs(engine, req, call.deployment, started)
         if req.stream:
             result = _collect_stream_sync(model, req, kwargs)
         elif _lean(engine, model, kwargs):
@@ -98,9 +99,9 @@ def _call_sync(engine: RouterEngine, state: RouterState, call: Call) -> None:
         else:
             result = model._generate(req.messages, stop=req.stop, **kwargs)
     except Exception as exc:
-        engine.record_failure(state, call, exc, started)
+        outcomes.record_failure(engine, state, call, exc, started)
         return
-    engine.record_success(state, call, result, started)
+    outcomes.record_success(engine, state, call, result, started)
 
 
 async def _call_async(engine: RouterEngine, state: RouterState, call: Call) -> None:
@@ -109,7 +110,7 @@ async def _call_async(engine: RouterEngine, state: RouterState, call: Call) -> N
     try:
         model = engine.model_for(call.deployment)
         started = time.monotonic()  # building a client on first use is not the call's time
-        kwargs = engine.call_kwargs(req, call.deployment, started)
+        kwargs = outcomes.call_kwargs(engine, req, call.deployment, started)
         if req.stream:
             result = await _collect_stream_async(model, req, kwargs)
         elif _lean(engine, model, kwargs):
@@ -117,9 +118,9 @@ async def _call_async(engine: RouterEngine, state: RouterState, call: Call) -> N
         else:
             result = await model._agenerate(req.messages, stop=req.stop, **kwargs)
     except Exception as exc:
-        engine.record_failure(state, call, exc, started)
+        outcomes.record_failure(engine, state, call, exc, started)
         return
-    engine.record_success(state, call, result, started)
+    outcomes.record_success(engine, state, call, result, started)
 
 
 def _lean(engine: RouterEngine, model: Any, kwargs: Mapping[str, Any]) -> bool:

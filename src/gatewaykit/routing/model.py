@@ -74,6 +74,10 @@ class RouterChatModel(BaseChatModel):
     deadline_s: float | None = None
     """Wall-clock budget for the whole request (all attempts and fallbacks); default
     ``router_settings.deadline``, else 300 s."""
+    max_cooldown_wait: float | None = None
+    """Longest wait for a recovery (a cooldown's end, a Retry-After, a backoff) when no fallback
+    group remains; past it a call fails at once with ``retry_after``. Default
+    ``router_settings.max_cooldown_wait``, else 2 s."""
     timeout: float | None = None
     """Longest single attempt, in seconds (never longer than what is left of ``deadline_s``);
     default the deployment's ``timeout``, else ``router_settings.timeout``, as in LiteLLM."""
@@ -323,6 +327,7 @@ class RouterChatModel(BaseChatModel):
             stream=stream,
             tags=tags,
             deadline_s=self.deadline_s,
+            max_cooldown_wait=self.max_cooldown_wait,
             on_chunk=on_chunk,
             buffer_attempts=stream and self.on_stream_interrupt == "restart",
         )

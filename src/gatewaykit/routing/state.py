@@ -86,6 +86,8 @@ class RouteRequest:
     started: float
     deadline: float
     max_attempts: int
+    max_wait: float = 2.0
+    """Longest single wait for a recovery or a backoff when no fallback group remains."""
     fallbacks_allowed: bool = True
     on_chunk: Callable[[Any], None] | None = None
     buffer_attempts: bool = False
