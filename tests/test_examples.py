@@ -15,6 +15,12 @@ EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.py"))
 EXPECTED = {
     "gateway_chain.py": ["served by: smart", "tool calls: [{'name': 'word_count'"],
     "router_failover.py": ["served by: primary-b", "fallback", "StreamInterrupted"],
+    "router_outage.py": [
+        "50 calls answered by backup-a; the dead primary saw 5 of them",
+        "NoDeploymentAvailable after",
+        "upstream requests for that call: 0",
+        "12 of 12 calls answered",
+    ],
     "task_selection.py": [
         "describe_image -> vision",
         "using long_context_model big",

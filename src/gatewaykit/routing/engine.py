@@ -52,6 +52,7 @@ from gatewaykit.routing.state import (
     Failure,
     GroupAdmission,
     Look,
+    Recovery,
     RouteRequest,
     RouterState,
     Sleep,
@@ -169,6 +170,8 @@ class RouterEngine:
         self._models: dict[str, Any] = {}
         self._groups: dict[str, tuple[Deployment, ...]] = {}
         self._any_needs_tokens = any(d.max_input_tokens or d.tpm for d in cfg.deployments)
+        self._trial_waiters: dict[str, float] = {}
+        """Deployment -> when the one request waiting for its cooldown's end wakes up."""
         self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
         """Called as ``listener(event, info)`` on ``"retry"``, ``"cooldown"`` and ``"fallback"``
         (e.g. :meth:`gatewaykit.observability.GatewayMetrics.watch`). They run on the request
@@ -244,7 +247,19 @@ class RouterEngine:
             failure=None,
             not_before=0.0,
             refused={},
+            pending=None,
         )
+
+    def first_step(self, state: RouterState) -> None:
+        """Take the request's first decision before any graph runs: when nothing can serve it
+        (a total outage, no fallback left), raise its typed error at once; else keep the
+        decision for the graph's first step (``state["pending"]``), so it is not taken twice.
+        """
+        now = time.monotonic()
+        decision = self.decide(state, self.observe(state, now), now)
+        if isinstance(decision, Done):
+            raise self.finish_error(state)
+        state["pending"] = decision
 
     # ------------------------------------------------------------------ reading the store
 
@@ -318,15 +333,18 @@ class RouterEngine:
                 return None  # the key/model error is this deployment's: hop to an untried one
         elif self.retry.is_retryable(kind) and state["retries"] < self.retry.retries_for(kind):
             adm = self.admit(state, group, views, now, blocked=blocked)
-            if any(d.id != failure.deployment for d in adm.candidates):
+            # After a rate limit, a sibling that already answered this request with one is
+            # known to be limited too: the retry does not hop there.
+            skip = req.limited if failure.deployment in req.limited else ()
+            if any(d.id != failure.deployment and d.id not in skip for d in adm.candidates):
                 self._count_retry(state, failure, 0.0)
                 return None  # another deployment takes the retry at once
             if self._fallback_target(state, kind) is None:
                 # Only waiting can serve this group now: a backoff, or a recovery.
                 if not any(d.id == failure.deployment for d in adm.candidates):
-                    # Nothing admissible: wait only for a known, short recovery. The wait is
-                    # not a retry: a rate limit that says "back in 1 s" is come back to then,
-                    # within the attempt budget.
+                    # Nothing fresh is admissible: call what has recovered, or wait only for a
+                    # known, short recovery. Neither is a retry: a rate limit that says "back
+                    # in 1 s" is come back to then, within the attempt budget and the deadline.
                     return None
                 wait = self._backoff(state, failure)
                 if wait is not None and now + wait < req.deadline:
@@ -371,12 +389,23 @@ class RouterEngine:
         self._note_exhausted(state, kind, adm.reasons)
         if self.fallback(state, kind):
             return Look(state["group"])
-        earliest = adm.earliest_known()
-        if earliest is not None:
-            wait = max(earliest - now, 0.001)
+        known = adm.earliest("known")
+        # The end of a health cooldown lets one trial through: worth one waiter, not a queue.
+        trials = [
+            r
+            for r in adm.recoveries
+            if r.kind == "trial" and self._trial_waiters.get(r.deployment, 0.0) < now
+        ]
+        trial = min(trials, key=lambda r: r.at) if trials else None
+        best = min((r for r in (known, trial) if r is not None), key=lambda r: r.at, default=None)
+        if best is not None:
+            wait = max(best.at - now, 0.001)
             if wait <= req.max_wait and now + wait < req.deadline:
+                if best.kind == "trial":
+                    self._trial_waiters[best.deployment] = best.at
                 return Sleep(wait, "recovery")
-        return self._stop(state, None if earliest is None else max(earliest - now, 0.0))
+        back = adm.earliest("known", "trial")
+        return self._stop(state, None if back is None else max(back.at - now, 0.0))
 
     def _stop(self, state: RouterState, retry_after: float | None) -> Done:
         state["done"] = True
@@ -416,15 +445,17 @@ class RouterEngine:
             r = refused.get(d.id)
             if r is not None and r.until > now:
                 reasons[d.id] = r.reason
-                adm.recoveries.append((r.until, r.known))
+                adm.recoveries.append(Recovery(r.until, "known" if r.known else "unknown", d.id))
                 continue
             ok, why = is_available(s, now)
             if not ok:
                 reasons[d.id] = why
                 if s.cooldown_until > now:
-                    adm.recoveries.append((s.cooldown_until, True))
+                    # A health cooldown ends in a single trial; a rate limit's in full traffic.
+                    end = Recovery(s.cooldown_until, "trial" if s.half_open else "known", d.id)
+                    adm.recoveries.append(end)
                 else:  # a trial is in flight: its verdict, not a clock, decides
-                    adm.recoveries.append((now + _PARALLEL_POLL_S, False))
+                    adm.recoveries.append(Recovery(now + _PARALLEL_POLL_S, "unknown", d.id))
                 continue
             candidates.append(d)
         if candidates and self.tag_filtering:
@@ -455,10 +486,10 @@ class RouterEngine:
                     mp = d.max_parallel_requests
                     if mp is not None and s.in_flight >= mp:
                         reasons[d.id] = f"{mp} calls in flight"
-                        adm.recoveries.append((now + _PARALLEL_POLL_S, True))
+                        adm.recoveries.append(Recovery(now + _PARALLEL_POLL_S, "known", d.id))
                     else:
                         reasons[d.id] = "no rpm/tpm headroom in this window"
-                        adm.recoveries.append((s.window_start + WINDOW_S, True))
+                        adm.recoveries.append(Recovery(s.window_start + WINDOW_S, "known", d.id))
             candidates = kept
         if candidates and self._target_budgets:
             if blocked is None:

@@ -54,7 +54,8 @@ __all__ = [
 def _attempt_sync(engine: RouterEngine, state: RouterState) -> RouterState:
     while True:
         now = time.monotonic()
-        decision = engine.decide(state, engine.observe(state, now), now)
+        decision = state.get("pending") or engine.decide(state, engine.observe(state, now), now)
+        state["pending"] = None
         if isinstance(decision, Call):
             call = outcomes.reserve(engine, state, decision, now)
             if call is not None:
@@ -71,7 +72,8 @@ def _attempt_sync(engine: RouterEngine, state: RouterState) -> RouterState:
 async def _attempt_async(engine: RouterEngine, state: RouterState) -> RouterState:
     while True:
         now = time.monotonic()
-        decision = engine.decide(state, engine.observe(state, now), now)
+        decision = state.get("pending") or engine.decide(state, engine.observe(state, now), now)
+        state["pending"] = None
         if isinstance(decision, Call):
             call = outcomes.reserve(engine, state, decision, now)
             if call is not None:

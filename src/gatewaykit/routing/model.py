@@ -319,7 +319,7 @@ class RouterChatModel(BaseChatModel):
             if value is not None:
                 kwargs.setdefault(name, value)
         stop = stop or self.stop
-        return self.engine.start(
+        state = self.engine.start(
             alias,
             messages,
             stop,
@@ -331,6 +331,9 @@ class RouterChatModel(BaseChatModel):
             on_chunk=on_chunk,
             buffer_attempts=stream and self.on_stream_interrupt == "restart",
         )
+        # Nothing can serve (a total outage, no fallback left): fail now, without a graph run.
+        self.engine.first_step(state)
+        return state
 
     def _graph_config(self, run_manager: Any, callbacks_cls: type) -> RunnableConfig:
         cfg: RunnableConfig = {

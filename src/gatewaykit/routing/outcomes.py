@@ -239,6 +239,8 @@ def record_failure(
         state["tried"].append(dep.id)
     if kind in PER_DEPLOYMENT_KINDS:
         req.condemned.add(dep.id)
+    elif kind in RATE_KINDS or err.status == 429:
+        req.limited.add(dep.id)
     state["failure"] = Failure(dep.id, kind, err.status, err.retry_after)
 
 

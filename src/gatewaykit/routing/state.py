@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from typing import Any, Literal, TypedDict
 
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatResult
@@ -32,6 +32,7 @@ __all__ = [
     "Failure",
     "GroupAdmission",
     "Look",
+    "Recovery",
     "Refusal",
     "RouteRequest",
     "RouterState",
@@ -98,6 +99,8 @@ class RouteRequest:
     """The text that reached the caller, for :class:`~gatewaykit.StreamInterrupted`."""
     condemned: set[str] = field(default_factory=set)
     """Deployments that failed with their own key/model/access error in this request."""
+    limited: set[str] = field(default_factory=set)
+    """Deployments that answered this request with a rate limit (429)."""
     trialled: set[str] = field(default_factory=set)
     """Cooled deployments this request already sent its one half-open trial to."""
     attempt_ttft: float | None = None
@@ -142,6 +145,8 @@ class RouterState(TypedDict, total=False):
     failure: Failure | None
     not_before: float
     refused: dict[str, Refusal]
+    pending: Call | Sleep | Look | None
+    """A decision taken before the graph ran (:meth:`RouterEngine.first_step`)."""
 
 
 # ---------------------------------------------------------------------- decisions
@@ -178,6 +183,20 @@ class Done:
 Decision = Call | Sleep | Look | Done
 
 
+@dataclass(frozen=True, slots=True)
+class Recovery:
+    """When a temporarily unavailable deployment may take calls again.
+
+    ``kind``: ``known`` (the end of a rate limit's Retry-After, of an rpm/tpm window, a free
+    parallel slot: full traffic resumes), ``trial`` (the end of a health cooldown: one trial
+    call may go, whose verdict decides) or ``unknown`` (a trial is in flight: no clock says).
+    """
+
+    at: float
+    kind: Literal["known", "trial", "unknown"]
+    deployment: str
+
+
 @dataclass(slots=True)
 class GroupAdmission:
     """What :meth:`RouterEngine.admit` let through in one group, and why it dropped the rest."""
@@ -185,21 +204,15 @@ class GroupAdmission:
     candidates: list[Deployment] = field(default_factory=list)
     reasons: dict[str, str] = field(default_factory=dict)
     """Why each dropped deployment was dropped, by id."""
-    recoveries: list[tuple[float, bool]] = field(default_factory=list)
-    """When each temporarily unavailable one (cooldown, headroom, trial) may be back, and whether
-    that time is known (a cooldown's end, a window's end) or a guess (a trial in flight)."""
+    recoveries: list[Recovery] = field(default_factory=list)
+    """When each temporarily unavailable one (cooldown, headroom, trial) may be back."""
     context_excluded: bool = False
     """The context window alone left nothing."""
 
-    @property
-    def temporary_until(self) -> list[float]:
-        """The recovery times alone (earliest first is not promised)."""
-        return [t for t, _ in self.recoveries]
-
-    def earliest_known(self) -> float | None:
-        """The earliest known recovery, or None when none is known."""
-        known = [t for t, k in self.recoveries if k]
-        return min(known) if known else None
+    def earliest(self, *kinds: str) -> Recovery | None:
+        """The earliest recovery of these kinds, or None."""
+        found = [r for r in self.recoveries if r.kind in kinds]
+        return min(found, key=lambda r: r.at) if found else None
 
 
 # ---------------------------------------------------------------------- request features
