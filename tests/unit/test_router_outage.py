@@ -15,6 +15,7 @@ No test here times anything: "no wait" is what ``routing["waited_ms"]`` and the 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 from collections.abc import Iterator
@@ -115,8 +116,8 @@ def test_dead_primary_gets_one_trial_per_expired_cooldown(gw: MockGateway) -> No
     # Cooldowns of 0.2, 0.4, 0.8 s: trials at ~0.2, ~0.6, ~1.4 s after the trip. With the
     # old behaviour (one trial every 0.2 s) there would be seven.
     assert 2 <= len(trials) <= 3, trials
-    gaps = [b - a for a, b in zip(trials, trials[1:], strict=False)]
-    assert all(g2 > g1 * 1.5 for g1, g2 in zip(gaps, gaps[1:], strict=False)), gaps
+    gaps = [b - a for a, b in itertools.pairwise(trials)]
+    assert all(g2 > g1 * 1.5 for g1, g2 in itertools.pairwise(gaps)), gaps
 
 
 def total_outage(gw: MockGateway) -> dict[str, Any]:
