@@ -85,6 +85,10 @@ class OutageSettings:
     """Client-side cap of one call."""
     grace_s: float = 2.0
     """How long calls still running when the outage window closes may take to end."""
+    pace_s: float = 0.05
+    """In the paced total-outage table, each caller starts one call every ``pace_s`` (16
+    callers at 0.05 s offer 320 calls/s, which every variant can sustain), so time to error is
+    each call's own, not the wait behind the other callers' CPU of a saturated loop."""
 
 
 FULL = OutageSettings(dead_calls=300, dead_warmup=10, dead_cap_s=60.0, outage_s=20.0)
@@ -306,14 +310,25 @@ def total_outage_variants(gw: MockGateway, litellm: Any) -> dict[str, Variant]:
     return out
 
 
-async def outage_window(gw: MockGateway, variant: Variant, settings: OutageSettings) -> Outage:
-    """``settings.callers`` loops calling ``variant`` until the window closes."""
+async def outage_window(
+    gw: MockGateway, variant: Variant, settings: OutageSettings, pace_s: float = 0.0
+) -> Outage:
+    """``settings.callers`` loops calling ``variant`` until the window closes; with ``pace_s``
+    each loop starts a call every ``pace_s`` seconds at most (an open load, the loops' starts
+    spread over the period), else back to back (a saturated loop: how many failed calls a
+    second the client can turn around, background work included)."""
     seen = Outage()
     before = _requests(gw, variant.counted)
     end = time.perf_counter() + settings.outage_s
 
-    async def caller() -> None:
+    async def caller(index: int) -> None:
+        # Paced callers are independent clients: their starts are spread over the period,
+        # not fired together as one burst.
+        next_start = time.perf_counter() + pace_s * index / settings.callers
         while time.perf_counter() < end:
+            if pace_s:
+                await asyncio.sleep(max(0.0, next_start - time.perf_counter()))
+                next_start += pace_s
             seen.started += 1
             outcome = await _capped(variant.acall, settings.call_cap_s)
             if outcome is None:
@@ -324,7 +339,7 @@ async def outage_window(gw: MockGateway, variant: Variant, settings: OutageSetti
                 seen.errors.append(outcome[0])
                 seen.kinds[outcome[1]] += 1
 
-    tasks = [asyncio.create_task(caller()) for _ in range(settings.callers)]
+    tasks = [asyncio.create_task(caller(i)) for i in range(settings.callers)]
     _, running = await asyncio.wait(tasks, timeout=settings.outage_s + settings.grace_s)
     for task in running:  # each is inside one call
         task.cancel()
@@ -335,11 +350,12 @@ async def outage_window(gw: MockGateway, variant: Variant, settings: OutageSetti
 
 
 async def total_outage(gw: MockGateway, litellm: Any, settings: OutageSettings) -> None:
-    results = {
-        name: await outage_window(gw, variant, settings)
-        for name, variant in total_outage_variants(gw, litellm).items()
-    }
-    print_total_outage(results, settings)
+    for pace in (0.0, settings.pace_s):
+        results = {
+            name: await outage_window(gw, variant, settings, pace)
+            for name, variant in total_outage_variants(gw, litellm).items()
+        }
+        print_total_outage(results, settings, pace)
 
 
 # ---------------------------------------------------------------------- report
@@ -392,27 +408,37 @@ def print_dead_primary(title: str, results: Mapping[str, Phase], settings: Outag
     sys.stdout.flush()
 
 
-def print_total_outage(results: Mapping[str, Outage], settings: OutageSettings) -> None:
+def print_total_outage(
+    results: Mapping[str, Outage], settings: OutageSettings, pace_s: float
+) -> None:
     p50 = {n: statistics.median(r.errors) if r.errors else None for n, r in results.items()}
     p99 = {n: _p99(r.errors) if r.errors else None for n, r in results.items()}
     base, ref = p99.get(BARE), p99.get(LITELLM)
     width = max(len(n) for n in results) + 2
     kind_width = max([len("error seen most"), *(len(k) for r in results.values() for k in r.kinds)])
+    if pace_s:
+        title = f"total outage paced] time to error, ms (each of {settings.callers} callers "
+        title += f"starts a call every {pace_s * 1000:g} ms for"
+    else:
+        title = (
+            f"total outage async] time to error, ms ({settings.callers} callers back to back for"
+        )
     print(
-        f"\n[total outage async] time to error, ms ({settings.callers} callers for "
+        f"\n[{title} "
         f"{settings.outage_s:g} s; 2 deployments answering 500, default router settings; "
         f"cap {settings.call_cap_s:g} s per call; hung: capped, or still running "
         f"{settings.grace_s:g} s after the window; ratios divide p99s)"
     )
     print(
-        f"  {'variant':<{width}}{'calls':>7}{'hung':>6}{'p50':>10}{'p99':>10}"
+        f"  {'variant':<{width}}{'calls':>7}{'calls/s':>9}{'hung':>6}{'p50':>10}{'p99':>10}"
         f"{'upstream/100':>13}  {'error seen most':<{kind_width}}"
         f"{'x ' + BARE:>{len(BARE) + 6}}{'x ' + LITELLM:>20}"
     )
     for name, r in results.items():
         kind = r.kinds.most_common(1)[0][0] if r.kinds else "-"
         print(
-            f"  {name:<{width}}{r.completed:>7}{r.hung:>6}{_ms(p50[name]):>10}"
+            f"  {name:<{width}}{r.completed:>7}{r.completed / settings.outage_s:>9.0f}"
+            f"{r.hung:>6}{_ms(p50[name]):>10}"
             f"{_ms(p99[name]):>10}{_per_100(r.requests, r.started):>13}  {kind:<{kind_width}}"
             f"{_ratio(p99[name], base):>{len(BARE) + 6}}{_ratio(p99[name], ref):>20}"
         )

@@ -35,6 +35,7 @@ OUTAGE_TABLES = {
     "dead primary fallback sync": DEAD_PRIMARY,
     "dead primary fallback async": DEAD_PRIMARY,
     "total outage async": TOTAL_OUTAGE,
+    "total outage paced": TOTAL_OUTAGE,
 }
 
 _RATIO = r"\d+\.\d\dx"
