@@ -189,12 +189,35 @@ def test_failed_trial(make_store: StoreFactory) -> None:
     assert again.cooldown_reason == "upstream 503"
     assert not store.acquire("d", now()).ok
 
+    # One cooldown, then a second one after its trial failed: two trips in a row.
+    assert again.trips == 2
+
     store2 = make_store()
     store2.cool_down("e", t - 1.0, "timeout")
     assert store2.acquire("e", t).ok
-    # A failed trial without a new cooldown closes the half-open state.
-    closed = store2.release("e", now(), Outcome(ok=False, kind="upstream", status=500))
-    assert not closed.half_open and closed.failures == 1
+    # A failed trial without a new cooldown stays half-open: still one call at a time.
+    still = store2.release("e", now(), Outcome(ok=False, kind="upstream", status=500))
+    assert still.half_open and not still.trial_in_flight and still.failures == 1
+    assert store2.acquire("e", now()).trial
+    assert not store2.acquire("e", now()).ok
+    # A success closes the breaker and forgets the trips.
+    closed = store2.release("e", now(), Outcome(ok=True, latency_s=0.1))
+    assert not closed.half_open and closed.trips == 0
+
+
+def test_a_rate_limit_cooldown_has_no_trial_and_no_trip(make_store: StoreFactory) -> None:
+    store = make_store()
+    t = now()
+    store.cool_down("r", t + 0.2, "rate_limited 429", trial=False)
+    st = store.view(["r"], t)["r"]
+    assert not st.half_open and st.trips == 0
+    assert st.cooldown_until == pytest.approx(t + 0.2, abs=TOL)
+    refused = store.acquire("r", t)
+    assert (refused.ok, refused.kind) == (False, "cooldown")
+    time.sleep(0.25)
+    # Full traffic when it ends: two calls at once, neither a trial.
+    first, second = store.acquire("r", now()), store.acquire("r", now())
+    assert first.ok and second.ok and not first.trial and not second.trial
 
 
 def test_success_and_failure_counters(make_store: StoreFactory) -> None:
