@@ -17,6 +17,7 @@ takes 1 ms. The properties are the routing rules of docs/router.md:
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -34,7 +35,8 @@ from gatewaykit.routing.engine import RouterEngine
 from gatewaykit.routing.state import Call, Done, Look, RouterState, Sleep
 from gatewaykit.routing.store import InMemoryStore
 
-T0 = 1000.0
+T0 = time.monotonic() + 100.0
+"""The virtual clock starts ahead of the real one, so deadlines set from it stay ahead."""
 CALL_S = 0.001
 
 
@@ -390,3 +392,30 @@ def test_sibling_that_said_it_has_no_requests_left_is_skipped() -> None:
     for _ in range(20):
         pick = engine.decide(nxt, engine.observe(nxt, now + 1), now + 1)
         assert isinstance(pick, Call) and pick.deployment.id != full
+
+
+def test_one_request_waits_for_a_cooldowns_end_the_others_fail_fast() -> None:
+    """A health cooldown ends in one trial: one request may wait for it, not a queue."""
+    world = World(
+        deps=(DepSpec("g0d0", "g0", "ok", "cooling", 0.3),),
+        fallbacks={},
+        num_retries=2,
+        max_wait=2.0,
+        deadline=300.0,
+        retry_after=1.0,
+    )
+    engine = engine_for(world)
+    first = engine.start("g0", [HumanMessage(content="a")], None, {}, stream=False)
+    second = engine.start("g0", [HumanMessage(content="b")], None, {}, stream=False)
+    wait = engine.decide(first, engine.observe(first, T0), T0)
+    assert isinstance(wait, Sleep) and wait.seconds == pytest.approx(0.3)
+    assert isinstance(engine.decide(second, engine.observe(second, T0), T0), Done)
+    err = second["error"]
+    assert isinstance(err, NoDeploymentAvailable) and err.retry_after == pytest.approx(0.3)
+    # The waiter, woken a little early, may wait again; then it makes the trial.
+    early = T0 + 0.299
+    again = engine.decide(first, engine.observe(first, early), early)
+    assert isinstance(again, Sleep) and again.seconds <= 0.002
+    late = T0 + 0.3
+    call = engine.decide(first, engine.observe(first, late), late)
+    assert isinstance(call, Call) and call.trial

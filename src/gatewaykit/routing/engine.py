@@ -170,8 +170,8 @@ class RouterEngine:
         self._models: dict[str, Any] = {}
         self._groups: dict[str, tuple[Deployment, ...]] = {}
         self._any_needs_tokens = any(d.max_input_tokens or d.tpm for d in cfg.deployments)
-        self._trial_waiters: dict[str, float] = {}
-        """Deployment -> when the one request waiting for its cooldown's end wakes up."""
+        self._trial_waiters: dict[str, tuple[float, int]] = {}
+        """Deployment -> when the one request waiting for its cooldown's end wakes, and which."""
         self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
         """Called as ``listener(event, info)`` on ``"retry"``, ``"cooldown"`` and ``"fallback"``
         (e.g. :meth:`gatewaykit.observability.GatewayMetrics.watch`). They run on the request
@@ -391,21 +391,23 @@ class RouterEngine:
             return Look(state["group"])
         known = adm.earliest("known")
         # The end of a health cooldown lets one trial through: worth one waiter, not a queue.
-        trials = [
-            r
-            for r in adm.recoveries
-            if r.kind == "trial" and self._trial_waiters.get(r.deployment, 0.0) < now
-        ]
+        trials = [r for r in adm.recoveries if r.kind == "trial" and self._may_wait(r, req, now)]
         trial = min(trials, key=lambda r: r.at) if trials else None
         best = min((r for r in (known, trial) if r is not None), key=lambda r: r.at, default=None)
         if best is not None:
             wait = max(best.at - now, 0.001)
             if wait <= req.max_wait and now + wait < req.deadline:
                 if best.kind == "trial":
-                    self._trial_waiters[best.deployment] = best.at
+                    self._trial_waiters[best.deployment] = (best.at, id(req))
                 return Sleep(wait, "recovery")
         back = adm.earliest("known", "trial")
         return self._stop(state, None if back is None else max(back.at - now, 0.0))
+
+    def _may_wait(self, recovery: Recovery, req: RouteRequest, now: float) -> bool:
+        """Whether this request may wait for a health cooldown's end: no other request is
+        waiting for it already (this one may, again, after waking a little early)."""
+        at, owner = self._trial_waiters.get(recovery.deployment, (0.0, 0))
+        return at < now or owner == id(req)
 
     def _stop(self, state: RouterState, retry_after: float | None) -> Done:
         state["done"] = True
