@@ -238,3 +238,30 @@ def test_a_429_burst_on_every_deployment_is_waited_out(gw: MockGateway, use_asyn
         recover.cancel()
     assert len(msgs) == 8
     assert all(m.response_metadata["routing"]["deployment"] in ("busy-a", "busy-b") for m in msgs)
+
+
+async def test_fallbacks_after_the_cooldowns_fail_fast_instead_of_spending_every_attempt(
+    gw: MockGateway,
+) -> None:
+    """num_retries 2, fallbacks g1 -> g2, everything failing: once both groups are cooling,
+    each call moves through both at once and fails without a wait or an upstream request."""
+    names = ("g1-a", "g1-b", "g2-a", "g2-b")
+    for name in names:
+        gw.script(name, Behavior(status=500))
+    cfg = {
+        "model_list": [deployment(gw, name[:2], name) for name in names],
+        "router_settings": {"num_retries": 2, "fallbacks": [{"g1": ["g2"]}]},
+    }
+    router = RouterChatModel.from_config(cfg, model="g1")
+    for _ in range(6):  # trips the breakers of all four deployments
+        with pytest.raises(GatewayError):
+            await asyncio.wait_for(router.ainvoke("hi"), HANG_CAP_S * 2)
+    tripped = sum(gw.count(n) for n in names)
+    for _ in range(30):
+        with pytest.raises(NoDeploymentAvailable) as info:
+            await asyncio.wait_for(router.ainvoke("hi"), HANG_CAP_S / 5)
+        err = info.value
+        assert err.attempts == [] and err.routing["fallbacks"] == ["g2"]
+        assert "waited_ms" not in err.routing
+        assert set(err.reasons) == set(names) and err.retry_after is not None
+    assert sum(gw.count(n) for n in names) == tripped
