@@ -105,6 +105,7 @@ ErrorKind = Literal[
     "timeout",
     "connection",
     "structured_output",
+    "agent",
 ]
 
 

@@ -18,7 +18,7 @@ from pydantic import model_validator
 from gatewaykit._run_config import RunConfigChatModel
 from gatewaykit.errors import ErrorKind, UpstreamError
 
-__all__ = ["AgentError", "StopCutter", "new_messages", "thread_id_from"]
+__all__ = ["AgentError", "StopCutter", "inner_config", "new_messages", "thread_id_from"]
 
 # Chat-model settings that belong to the model inside an agent, never to the agent itself.
 _INNER_MODEL_SETTINGS = {
@@ -43,9 +43,14 @@ class AgentError(UpstreamError):
     ``partial_text`` holds what a stream had already delivered before the failure (tokens cannot
     be taken back, so the stream raises instead of ending on a truncated answer). The original
     exception, when there is one, is chained as ``__cause__``.
+
+    Not retryable (``is_retryable`` False, kind ``agent``): the agent ran, and may have run its
+    tools; running it again would run them again. The router neither retries it nor cools the
+    deployment down for it, unless the deployment opts in with ``retry_agent_runs: true``.
     """
 
-    kind: ClassVar[ErrorKind] = "upstream"
+    kind: ClassVar[ErrorKind] = "agent"
+    is_retryable = False
 
     def __init__(
         self,
@@ -83,6 +88,40 @@ class UsageCollector(BaseCallbackHandler):
                         self.calls += 1
                         if usage:
                             self.usage = add_usage(self.usage, usage)
+
+
+# configurable keys that belong to the run that called the agent, not to the agent's own run.
+_CALLER_ONLY = frozenset(
+    {"thread_id", "checkpoint_ns", "checkpoint_id", "checkpoint_map", "task_id"}
+)
+
+
+def inner_config(config: RunnableConfig | None) -> dict[str, Any]:
+    """What of the caller's run config the agent's own run receives: ``recursion_limit``, the
+    caller's own ``configurable`` values, ``tags`` and ``metadata`` (LangGraph's internal keys of
+    a parent graph left out: the agent never joins the caller's checkpoint or stream)."""
+    if not config:
+        return {}
+    out: dict[str, Any] = {}
+    if config.get("recursion_limit") is not None:
+        out["recursion_limit"] = int(config["recursion_limit"])
+    configurable = {
+        k: v
+        for k, v in (config.get("configurable") or {}).items()
+        if k not in _CALLER_ONLY and not k.startswith("__")
+    }
+    if configurable:
+        out["configurable"] = configurable
+    if config.get("tags"):
+        out["tags"] = list(config["tags"])
+    metadata = {
+        k: v
+        for k, v in (config.get("metadata") or {}).items()
+        if not k.startswith(("langgraph_", "checkpoint_", "__", "ls_"))
+    }
+    if metadata:
+        out["metadata"] = metadata
+    return out
 
 
 def thread_id_from(config: RunnableConfig | None, kwargs: Mapping[str, Any]) -> str | None:
@@ -257,4 +296,14 @@ class ThreadedAgentModel(RunConfigChatModel):
         )
 
     def _call_options(self, config: RunnableConfig | None, kwargs: dict[str, Any]) -> Any:
-        return {**kwargs, "thread_id": thread_id_from(config, kwargs)}
+        for key, fix in _INNER_MODEL_SETTINGS.items():
+            if key in kwargs:
+                raise ValueError(
+                    f"{type(self).__name__} takes no `{key}` per call: an agent's model "
+                    f"settings belong to its own model; {fix}"
+                )
+        options = {**kwargs, "thread_id": thread_id_from(config, kwargs)}
+        caller = inner_config(config)
+        if caller:
+            options["inner_config"] = caller
+        return options

@@ -19,6 +19,7 @@ from langchain_core.callbacks import (
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import RunnableConfig
+from langgraph.errors import GraphRecursionError
 from pydantic import ConfigDict, Field
 
 from gatewaykit.agents._common import (
@@ -33,6 +34,12 @@ from gatewaykit.agents._common import (
 from gatewaykit.errors import GatewayError
 
 __all__ = ["AgentChatModel"]
+
+
+def _has_messages(snapshot: Any) -> bool:
+    values = getattr(snapshot, "values", None)
+    return bool(isinstance(values, dict) and values.get("messages"))
+
 
 # "updates" carries interrupts; "values" the state the answer is read from.
 _RESULT_MODES = ["values", "updates"]
@@ -65,8 +72,13 @@ class AgentChatModel(ThreadedAgentModel):
 
     Threads: with a checkpointer compiled into the graph, a ``thread_id`` (call kwarg, or
     ``config["configurable"]["thread_id"]``, or the ``thread_id`` field) selects the
-    conversation, and only the messages after the last AI message of the input are sent (the
-    thread holds the rest).
+    conversation. A thread that already holds messages receives only those after the last AI
+    message of the input (it holds the rest); a new or empty one receives the whole history,
+    system prompt included.
+
+    The caller's run config reaches the agent's run: ``recursion_limit`` (the field is the
+    default), its own ``configurable`` values, ``tags`` and ``metadata``, and its callbacks.
+    A failure is an :class:`AgentError`, never retryable: the agent ran, and its tools may have.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
@@ -82,7 +94,8 @@ class AgentChatModel(ThreadedAgentModel):
     thread_id: str | None = None
     """Default thread (used only when the graph has a checkpointer)."""
     recursion_limit: int | None = None
-    """Passed to the graph run (LangGraph's default when None)."""
+    """Passed to the graph run (LangGraph's default when None); a call's
+    ``config["recursion_limit"]`` wins."""
     stream_tokens: bool | None = None
     """Forward inner model tokens while streaming. Default: True for messages graphs, False
     with an ``output_mapper`` (the answer is then built after the run and sent as one chunk)."""
@@ -101,24 +114,50 @@ class AgentChatModel(ThreadedAgentModel):
 
     # ------------------------------------------------------------------ runs
 
-    def _begin(
-        self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
-    ) -> _Run:
+    def _thread(self, kwargs: dict[str, Any]) -> str | None:
+        """The run's thread, when the graph can keep one (it has a checkpointer)."""
         thread_id = kwargs.get("thread_id") or self.thread_id
-        stateful = thread_id is not None and getattr(self.graph, "checkpointer", None) is not None
+        if thread_id is None or getattr(self.graph, "checkpointer", None) is None:
+            return None
+        return str(thread_id)
+
+    def _holds_history(self, thread_id: str | None) -> bool:
+        if thread_id is None or self.input_mapper is not None:
+            return False
+        snapshot = self.graph.get_state({"configurable": {"thread_id": thread_id}})
+        return _has_messages(snapshot)
+
+    async def _aholds_history(self, thread_id: str | None) -> bool:
+        if thread_id is None or self.input_mapper is not None:
+            return False
+        snapshot = await self.graph.aget_state({"configurable": {"thread_id": thread_id}})
+        return _has_messages(snapshot)
+
+    def _begin(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None,
+        kwargs: dict[str, Any],
+        thread_id: str | None,
+        holds_history: bool,
+    ) -> _Run:
         if self.input_mapper is not None:
             graph_input = self.input_mapper(messages)
         else:
-            graph_input = {"messages": new_messages(messages) if stateful else list(messages)}
+            # A thread that already holds the conversation gets only what is new; a new or
+            # empty one gets all of it, system prompt included.
+            sent = new_messages(messages) if holds_history else list(messages)
+            graph_input = {"messages": sent}
         stream_tokens = self.stream_tokens
         if stream_tokens is None:
             stream_tokens = self.output_mapper is None
         return _Run(
             self,
             graph_input,
-            thread_id if stateful else None,
+            thread_id,
             stream_tokens=stream_tokens,
             stop=stop if stop is not None else self.stop,
+            caller=kwargs.get("inner_config") or {},
         )
 
     def _generate(
@@ -128,7 +167,8 @@ class AgentChatModel(ThreadedAgentModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        run = self._begin(messages, stop, kwargs)
+        thread_id = self._thread(kwargs)
+        run = self._begin(messages, stop, kwargs, thread_id, self._holds_history(thread_id))
         cfg = run.config(run_manager, CallbackManager)
         try:
             for mode, data in self.graph.stream(run.graph_input, cfg, stream_mode=_RESULT_MODES):
@@ -145,7 +185,9 @@ class AgentChatModel(ThreadedAgentModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        run = self._begin(messages, stop, kwargs)
+        thread_id = self._thread(kwargs)
+        held = await self._aholds_history(thread_id)
+        run = self._begin(messages, stop, kwargs, thread_id, held)
         cfg = run.config(run_manager, AsyncCallbackManager)
         try:
             async for mode, data in self.graph.astream(
@@ -164,7 +206,8 @@ class AgentChatModel(ThreadedAgentModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        run = self._begin(messages, stop, kwargs)
+        thread_id = self._thread(kwargs)
+        run = self._begin(messages, stop, kwargs, thread_id, self._holds_history(thread_id))
         cfg = run.config(run_manager, CallbackManager)
         try:
             for mode, data in self.graph.stream(run.graph_input, cfg, stream_mode=_STREAM_MODES):
@@ -182,7 +225,9 @@ class AgentChatModel(ThreadedAgentModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        run = self._begin(messages, stop, kwargs)
+        thread_id = self._thread(kwargs)
+        held = await self._aholds_history(thread_id)
+        run = self._begin(messages, stop, kwargs, thread_id, held)
         cfg = run.config(run_manager, AsyncCallbackManager)
         try:
             async for mode, data in self.graph.astream(
@@ -208,8 +253,10 @@ class _Run:
         *,
         stream_tokens: bool,
         stop: list[str] | None,
+        caller: dict[str, Any],
     ) -> None:
         self.model = model
+        self.caller = caller
         self.stop = stop
         self.cutter = StopCutter(stop)
         self.name = model.name_of_agent
@@ -226,7 +273,10 @@ class _Run:
     def config(self, run_manager: Any, manager_cls: type) -> RunnableConfig:
         # A fresh root config: the agent never inherits a parent graph's checkpointer, stream
         # or callbacks, so its inner tokens are not streamed a second time by a parent graph.
-        configurable: dict[str, Any] = {}
+        # The caller's own configurable values, tags, metadata and recursion_limit reach the
+        # agent (its recursion_limit wins over the field, which is the default).
+        caller = self.caller
+        configurable: dict[str, Any] = dict(caller.get("configurable") or {})
         if self.thread_id is not None:
             configurable["thread_id"] = self.thread_id
         callbacks: Any = [self.usage]
@@ -242,12 +292,13 @@ class _Run:
             )
         cfg: RunnableConfig = {
             "configurable": configurable,
-            "metadata": {},
-            "tags": [],
+            "metadata": dict(caller.get("metadata") or {}),
+            "tags": list(caller.get("tags") or []),
             "callbacks": callbacks,
         }
-        if self.model.recursion_limit is not None:
-            cfg["recursion_limit"] = self.model.recursion_limit
+        limit = caller.get("recursion_limit", self.model.recursion_limit)
+        if limit is not None:
+            cfg["recursion_limit"] = limit
         return cfg
 
     # -- streaming
@@ -305,20 +356,21 @@ class _Run:
     # -- results
 
     def failed(self, exc: BaseException) -> AgentError:
+        """The run raised: an AgentError, never retryable (the graph ran, its tools may have)."""
         if isinstance(exc, AgentError):
             return exc
         partial = "".join(self.forwarded.values())
         status = exc.status if isinstance(exc, GatewayError) else None
         detail = f"{type(exc).__name__}: {exc}"
-        err = AgentError(
+        if isinstance(exc, GraphRecursionError):
+            detail += " (raise recursion_limit in the call's config, or the field, if needed)"
+        return AgentError(
             f"agent {self.name!r} failed: {detail}",
             agent=self.name,
             thread_id=self.thread_id,
             partial_text=partial,
             status=status,
         )
-        err.is_retryable = bool(getattr(exc, "is_retryable", False))
-        return err
 
     def final_message(self) -> AIMessage:
         state = self.state

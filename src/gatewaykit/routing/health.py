@@ -52,9 +52,11 @@ NO_COOLDOWN_KINDS = frozenset(
         "guardrail",
         "budget_exceeded",
         "structured_output",
+        "agent",
     }
 )
-"""Errors that say nothing about the deployment's health: the request or the caller caused them."""
+"""Errors that say nothing about the deployment's health: the request or the caller caused them
+(``agent``: an agent ran and failed, in its graph or its tools)."""
 
 _MISCONFIGURED = frozenset({"authentication", "not_found", "access_denied"})
 """The deployment itself is wrong (bad key, unknown model, not allowed): every call will fail."""
@@ -281,9 +283,11 @@ DETERMINISTIC_KINDS = frozenset(
         "authentication",
         "not_found",
         "structured_output",
+        "agent",
     }
 )
-"""Errors the same call would get again: never retried (the router moves to fallbacks)."""
+"""Errors the same call would get again: never retried (the router moves to fallbacks).
+``agent``: an agent that ran and failed may have run tools; running it again repeats them."""
 
 RETRYABLE_KINDS = frozenset(
     {"rate_limited", "upstream", "timeout", "connection", "no_deployment", "stream_interrupted"}
