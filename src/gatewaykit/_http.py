@@ -15,7 +15,13 @@ from typing import Any
 
 import httpx
 
-__all__ = ["LIMITS", "PerLoopAsyncTransport", "async_client_for"]
+__all__ = [
+    "LIMITS",
+    "PerLoopAsyncTransport",
+    "async_client_for",
+    "shared_async_transport",
+    "shared_sync_transport",
+]
 
 LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=200, keepalive_expiry=30.0)
 
@@ -76,3 +82,64 @@ def async_client_for(base_url: str | None) -> httpx.AsyncClient:
                 )
                 _CLIENTS[base_url] = client
     return client
+
+
+class _Shared(httpx.AsyncBaseTransport):
+    """A process-wide transport that a client's ``aclose()`` leaves open for the others."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self._inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:  # shared: closed with the process
+        return None
+
+
+class _SharedSync(httpx.BaseTransport):
+    def __init__(self, inner: httpx.BaseTransport) -> None:
+        self._inner = inner
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        return self._inner.handle_request(request)
+
+    def close(self) -> None:  # shared: closed with the process
+        return None
+
+
+_SHARED: dict[str, Any] = {}
+
+
+def shared_async_transport() -> httpx.AsyncBaseTransport:
+    """One pooled async transport for the process's agent clients, per event loop.
+
+    Building an ``httpx`` transport loads an SSL context (milliseconds of CPU, even for
+    ``http://``); agent models build light clients on this one instead, once each, so no call
+    pays for it on the event loop. No transport-level retries: a peer that is down fails fast,
+    and the router decides what happens next.
+
+    Example::
+
+        client = httpx.AsyncClient(base_url=url, transport=shared_async_transport())
+    """
+    transport = _SHARED.get("async")
+    if transport is None:
+        with _CLIENTS_LOCK:
+            transport = _SHARED.get("async")
+            if transport is None:
+                transport = _SHARED["async"] = _Shared(PerLoopAsyncTransport(retries=0))
+    return transport  # type: ignore[no-any-return]
+
+
+def shared_sync_transport() -> httpx.BaseTransport:
+    """The sync twin of :func:`shared_async_transport` (one pool, thread-safe)."""
+    transport = _SHARED.get("sync")
+    if transport is None:
+        with _CLIENTS_LOCK:
+            transport = _SHARED.get("sync")
+            if transport is None:
+                transport = _SHARED["sync"] = _SharedSync(
+                    httpx.HTTPTransport(limits=LIMITS, retries=0)
+                )
+    return transport  # type: ignore[no-any-return]

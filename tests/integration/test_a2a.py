@@ -272,7 +272,8 @@ def test_unfinished_task_raises_typed_error(
     err = info.value
     assert err.state == state and err.detail == detail and detail in str(err)
     assert err.task_id and err.agent == "echo-peer"
-    assert err.is_retryable is (state == "failed")
+    # The task reached the agent, which may have run its tools: never retried.
+    assert err.is_retryable is False and err.kind == "agent"
     with pytest.raises(A2ATaskError) as streamed:
         for _ in model.stream(text):
             pass
@@ -447,9 +448,13 @@ def test_a2a_model_round_trip_through_serve(served: Uvicorn) -> None:
     assert msg.usage_metadata is not None and msg.usage_metadata["output_tokens"] == 2
     texts = [c.content for c in model.stream("a b c") if c.content]
     assert texts == ["echo:", " a", " b", " c"]
-    # The context is the conversation, even for a model that keeps no threads itself.
-    follow = model.invoke([HumanMessage("hello"), msg, HumanMessage("again")], thread_id="c-1")
-    assert follow.content == "echo: again"
+    # A context new to this model receives the whole history, as a transcript.
+    history = [HumanMessage("hello"), msg, HumanMessage("again")]
+    first = model.invoke(history, thread_id="c-1")
+    assert first.content == "echo: user: hello\n\nassistant: echo: hello\n\nuser: again"
+    # Once it holds the conversation, only what is new is sent: the context is the memory.
+    follow = model.invoke([*history, first, HumanMessage("once more")], thread_id="c-1")
+    assert follow.content == "echo: once more"
     broken = A2AAgentChatModel(url=f"{served.root}/a2a/broken", api_key=SecretStr(SERVE_KEY))
     with pytest.raises(A2ATaskError) as info:
         broken.invoke("x y z")

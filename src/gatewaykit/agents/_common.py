@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -143,6 +144,38 @@ def new_messages(messages: Sequence[BaseMessage]) -> list[BaseMessage]:
         if isinstance(messages[i], AIMessage):
             return list(messages[i + 1 :])
     return list(messages)
+
+
+class HeldThreads:
+    """The threads a model knows to hold a conversation already (it ran a turn on them), so
+    a call on any other thread sends the whole history. Bounded: the oldest are forgotten
+    first (a forgotten thread is asked again, or sent everything).
+
+    Example::
+
+        held = HeldThreads()
+        sent = new_messages(messages) if thread_id in held else messages
+        ...  # the turn succeeded
+        held.add(thread_id)
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self._ids: OrderedDict[str, None] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def __contains__(self, thread_id: object) -> bool:
+        with self._lock:
+            return thread_id in self._ids
+
+    def add(self, thread_id: str | None) -> None:
+        if thread_id is None:
+            return
+        with self._lock:
+            self._ids[thread_id] = None
+            self._ids.move_to_end(thread_id)
+            while len(self._ids) > self._size:
+                self._ids.popitem(last=False)
 
 
 def strip_usage(chunk: AIMessageChunk) -> AIMessageChunk:

@@ -26,8 +26,10 @@ from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr
 
+from gatewaykit._http import shared_async_transport
 from gatewaykit.agents._common import (
     AgentError,
+    HeldThreads,
     StopCutter,
     ThreadedAgentModel,
     new_messages,
@@ -97,10 +99,9 @@ class A2ATaskError(AgentError):
         self.context_id = context_id
         self.detail = detail
 
-    @property
-    def is_retryable(self) -> bool:  # type: ignore[override]
-        """Only a failure may go better on a retry; a refusal or a question will not."""
-        return self.state == "failed"
+    is_retryable = False
+    """The task reached the agent, which may have run its tools: never retried (see
+    :class:`~gatewaykit.agents.AgentError`)."""
 
 
 class A2AAgentChatModel(ThreadedAgentModel):
@@ -123,8 +124,9 @@ class A2AAgentChatModel(ThreadedAgentModel):
     Without a ``thread_id`` each call is a new A2A context that receives the whole conversation
     as one text message (one human message is sent as is; a longer conversation as a
     ``role: text`` transcript). With one (call kwarg, ``config["configurable"]["thread_id"]`` or
-    the field) it is the A2A ``contextId``, and only the messages after the last AI message
-    are sent: the agent keeps the rest.
+    the field) it is the A2A ``contextId``. Once this model has run a turn on a context, only
+    the messages after the last AI message are sent (the agent keeps the rest); a context it
+    has not run a turn on receives the whole history, system prompt included.
 
     A2A has no usage field: ``usage_metadata`` is what the agent reports under a ``usage`` key
     of its artifact, task, status or message metadata (``input_tokens``/``output_tokens`` or
@@ -158,6 +160,8 @@ class A2AAgentChatModel(ThreadedAgentModel):
     """Estimate token usage when the agent reports none (see the class docs)."""
 
     _card: Any = PrivateAttr(default=None)
+    _httpx: httpx.AsyncClient | None = PrivateAttr(default=None)
+    _held: HeldThreads = PrivateAttr(default_factory=HeldThreads)
 
     # ------------------------------------------------------------------ LangChain surface
 
@@ -245,17 +249,25 @@ class A2AAgentChatModel(ThreadedAgentModel):
 
     @asynccontextmanager
     async def _http(self) -> AsyncIterator[httpx.AsyncClient]:
-        from a2a.utils.constants import PROTOCOL_VERSION_CURRENT, VERSION_HEADER
+        """This model's HTTP client, built once on the process's shared transport (a new
+        client per call would load an SSL context on the event loop each time)."""
+        client = self._httpx
+        if client is None:
+            from a2a.utils.constants import PROTOCOL_VERSION_CURRENT, VERSION_HEADER
 
-        headers = {VERSION_HEADER: PROTOCOL_VERSION_CURRENT, **(self.headers or {})}
-        if self.api_key is not None:
-            secret = self.api_key.get_secret_value()
-            if self.api_key_header.lower() == "authorization":
-                headers["Authorization"] = f"Bearer {secret}"
-            else:
-                headers[self.api_key_header] = secret
-        async with httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(self.timeout)) as c:
-            yield c
+            headers = {VERSION_HEADER: PROTOCOL_VERSION_CURRENT, **(self.headers or {})}
+            if self.api_key is not None:
+                secret = self.api_key.get_secret_value()
+                if self.api_key_header.lower() == "authorization":
+                    headers["Authorization"] = f"Bearer {secret}"
+                else:
+                    headers[self.api_key_header] = secret
+            client = self._httpx = httpx.AsyncClient(
+                headers=headers,
+                timeout=httpx.Timeout(self.timeout),
+                transport=shared_async_transport(),
+            )
+        yield client
 
     async def _resolve_card(self, http: httpx.AsyncClient) -> Any:
         if self._card is not None:
@@ -314,7 +326,9 @@ class A2AAgentChatModel(ThreadedAgentModel):
         from a2a.types import Message, Part, Role, SendMessageRequest
 
         thread_id = kwargs.get("thread_id") or self.thread_id
-        sent = new_messages(messages) if thread_id else list(messages)
+        # A context this model ran a turn on holds the conversation: send what is new. Any
+        # other (new to the agent, or never seen here) gets the whole history.
+        sent = new_messages(messages) if thread_id and thread_id in self._held else list(messages)
         text = _render(sent)
         files = [p for m in sent for p in blocks_to_parts(m.content)]
         if not text and not files:
@@ -367,7 +381,9 @@ class A2AAgentChatModel(ThreadedAgentModel):
                 raise
             except Exception as exc:
                 raise self._call_error(run, exc) from exc
-        return run.result()
+        answer = run.result()
+        self._held.add(run.thread_id)
+        return answer
 
     async def _stream_events(
         self, messages: list[BaseMessage], stop: list[str] | None, kwargs: Mapping[str, Any]
@@ -392,6 +408,7 @@ class A2AAgentChatModel(ThreadedAgentModel):
             except Exception as exc:
                 raise self._call_error(run, exc) from exc
         final = run.result()
+        self._held.add(run.thread_id)
         yield ChatGenerationChunk(
             message=AIMessageChunk(
                 content=cutter.feed(run.closing_text()) + cutter.flush(),

@@ -331,7 +331,11 @@ class RouterEngine:
             adm = self.admit(state, group, views, now, blocked=blocked)
             if any(d.id not in state["tried"] for d in adm.candidates):
                 return None  # the key/model error is this deployment's: hop to an untried one
-        elif self.retry.is_retryable(kind) and state["retries"] < self.retry.retries_for(kind):
+        elif (
+            failure.retryable
+            and self.retry.is_retryable(kind)
+            and state["retries"] < self.retry.retries_for(kind)
+        ):
             adm = self.admit(state, group, views, now, blocked=blocked)
             # After a rate limit, a sibling that already answered this request with one is
             # known to be limited too: the retry does not hop there.

@@ -205,6 +205,11 @@ def record_failure(
             status=err.status,
         )
     kind = err.kind
+    retryable = bool(err.is_retryable)
+    if dep.param("retry_agent_runs") and kind == "agent":
+        # The deployment's agent is safe to run again (idempotent tools): a failed run is
+        # then an upstream failure like any other.
+        kind, retryable = "upstream", True
     settle(engine, state, 0.0)
     counts = kind in HEALTH_KINDS
     after = engine.store.release(
@@ -221,7 +226,7 @@ def record_failure(
         ),
     )
     if counts:
-        _cool(engine, state, call, after, err, now)
+        _cool(engine, state, call, after, err, kind, now)
     state["attempts"].append(
         AttemptRecord(
             dep.id,
@@ -241,7 +246,7 @@ def record_failure(
         req.condemned.add(dep.id)
     elif kind in RATE_KINDS or err.status == 429:
         req.limited.add(dep.id)
-    state["failure"] = Failure(dep.id, kind, err.status, err.retry_after)
+    state["failure"] = Failure(dep.id, kind, err.status, err.retry_after, retryable)
 
 
 def _cool(
@@ -250,10 +255,10 @@ def _cool(
     call: Call,
     after: DeploymentState,
     err: GatewayError,
+    kind: str,
     now: float,
 ) -> None:
     dep = call.deployment
-    kind = err.kind
     seconds = cooldown_for(
         engine.cooldown,
         after,

@@ -115,6 +115,9 @@ class Failure:
     kind: str
     status: int | None = None
     retry_after: float | None = None
+    retryable: bool = True
+    """The error's own ``is_retryable``: False for a call that reached an agent, which may have
+    run its tools (unless the deployment opts in with ``retry_agent_runs``)."""
 
 
 @dataclass(frozen=True, slots=True)
