@@ -8,7 +8,9 @@ process, so each test scripts the agent's turns before calling it.
 from __future__ import annotations
 
 import json
+import socket
 import textwrap
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,8 +18,15 @@ from typing import Any
 
 import httpx
 import pytest
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+)
 
+from gatewaykit import GatewayConnectionError, GatewayTimeout, ModelNotFound
 from gatewaykit.agents import AgentError, RemoteAgentChatModel
 from gatewaykit.testing import Behavior, MockGateway
 from tests.integration.test_langgraph_server import Server, langgraph_dev
@@ -183,10 +192,12 @@ def test_agent_failure_is_a_typed_error(server: Server) -> None:
 
 
 def test_unknown_assistant_is_a_typed_error(server: Server) -> None:
-    with pytest.raises(AgentError, match="remote agent 'nope' failed") as info:
+    with pytest.raises(ModelNotFound, match="remote agent 'nope' failed") as info:
         RemoteAgentChatModel(url=server.url, assistant_id="nope").invoke("hi")
     assert info.value.status in (404, 422)
     assert "nope" in str(info.value)
+    # Deterministic: a router hops to another deployment, never runs the same one again.
+    assert info.value.kind == "not_found" and not info.value.is_retryable
 
 
 def test_an_agent_is_a_router_deployment_and_a_fallback_target(server: Server) -> None:
@@ -220,3 +231,115 @@ def test_an_agent_is_a_router_deployment_and_a_fallback_target(server: Server) -
     assert not msg.tool_calls  # the agent's own tool calls stayed inside
     chunks = list(RouterChatModel.from_config(cfg, model="calc-agent").stream("6 * 7?"))
     assert "".join(str(c.content) for c in chunks) == FINAL
+
+
+# --- under load and side effects ---------------------------------------------------------------
+
+LOOPING = Behavior(tool_calls=[{"name": "calculator", "arguments": {"expression": "2*3"}}])
+"""The agent's model calls its tool on every turn: the run ends only at its recursion limit."""
+
+
+def test_the_callers_recursion_limit_reaches_the_run(server: Server) -> None:
+    server.upstream.script(MODEL, LOOPING)
+    with pytest.raises(AgentError, match=r"[Rr]ecursion") as info:
+        remote(server, timeout=30).invoke("loop", config={"recursion_limit": 4})
+    assert not info.value.is_retryable
+    # Four steps: model, tools, model, tools; never hundreds of model calls.
+    assert server.upstream.count(MODEL) <= 3
+
+
+def test_a_new_thread_receives_the_whole_history(server: Server) -> None:
+    server.upstream.script(MODEL, ANSWER)
+    history = [
+        SystemMessage("You are a pirate."),
+        HumanMessage("I'm Ada."),
+        AIMessage("Arr, Ada."),
+        HumanMessage("What is my name?"),
+    ]
+    thread = str(uuid.uuid4())
+    remote(server).invoke(history, thread_id=thread)
+    sent = server.upstream.requests_for(MODEL)[-1].body
+    assert sent is not None
+    assert [m["role"] for m in sent["messages"]] == ["system", "user", "assistant", "user"]
+    # The thread now holds it: the next turn sends only what is new, and nothing is doubled.
+    server.upstream.script(MODEL, ANSWER)
+    remote(server).invoke([*history, AIMessage(FINAL), HumanMessage("Again?")], thread_id=thread)
+    sent = server.upstream.requests_for(MODEL)[-1].body
+    assert sent is not None
+    assert [m["role"] for m in sent["messages"]] == [
+        "system",
+        "user",
+        "assistant",
+        "user",
+        "assistant",
+        "user",
+    ]
+
+
+def test_timeout_bounds_invoke_and_stream(server: Server) -> None:
+    server.upstream.script(MODEL, Behavior(latency_ms=4000, content=FINAL))
+    model = remote(server, timeout=1)
+    for call in (model.invoke, lambda q: list(model.stream(q))):
+        started = time.monotonic()
+        with pytest.raises(GatewayTimeout) as info:
+            call("slow")
+        assert time.monotonic() - started < 3.0  # the limit, not the agent's 4 s plus retries
+        assert "within 1 s" in str(info.value)
+        assert not info.value.is_retryable  # the run started: it may still be running
+
+
+async def test_timeout_bounds_ainvoke_and_astream(server: Server) -> None:
+    server.upstream.script(MODEL, Behavior(latency_ms=4000, content=FINAL))
+    model = remote(server, timeout=1)
+    with pytest.raises(GatewayTimeout):
+        await model.ainvoke("slow")
+    with pytest.raises(GatewayTimeout):
+        async for _ in model.astream("slow"):
+            pass
+
+
+def test_a_server_that_is_down_fails_at_once() -> None:
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    model = RemoteAgentChatModel(url=f"http://127.0.0.1:{port}", assistant_id="calc")
+    started = time.monotonic()
+    with pytest.raises(GatewayConnectionError) as info:
+        model.invoke("hi")
+    assert time.monotonic() - started < 2.0  # no client-side retry loop
+    assert info.value.is_retryable  # it never reached the server: another deployment may serve
+
+
+def test_the_router_never_runs_a_failed_agent_twice(server: Server) -> None:
+    from gatewaykit import RouterChatModel
+
+    server.upstream.script(MODEL, Behavior(status=500))  # the agent's own model fails: it raises
+
+    def config(**params: Any) -> dict[str, Any]:
+        return {
+            "model_list": [
+                {
+                    "model_name": "calc-agent",
+                    "litellm_params": {"model": "langgraph/calc", "api_base": server.url, **params},
+                    "model_info": {"id": "calc-on-server"},
+                },
+            ],
+            "router_settings": {"num_retries": 2},
+        }
+
+    with pytest.raises(AgentError) as info:
+        RouterChatModel.from_config(config(), model="calc-agent").invoke("6 * 7?")
+    attempts = info.value.routing["attempts"]  # type: ignore[attr-defined]
+    assert [a["kind"] for a in attempts] == ["agent"], attempts  # one run: its tools ran once
+    # A deployment whose agent is safe to run again opts in.
+    server.upstream.reset()
+    server.upstream.script(MODEL, [Behavior(status=500), ANSWER])
+    router = RouterChatModel.from_config(config(retry_agent_runs=True), model="calc-agent")
+    msg = router.invoke("6 * 7?")
+    assert msg.content == FINAL
+    assert [a["ok"] for a in msg.response_metadata["routing"]["attempts"]] == [False, True]
+
+
+def test_per_call_sampling_settings_are_refused(server: Server) -> None:
+    with pytest.raises(ValueError, match="temperature"):
+        remote(server).invoke("hi", temperature=0.1)

@@ -8,20 +8,35 @@ blocks), ids kept, its usage when the server's model reported one.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from pydantic import ConfigDict, Field, SecretStr
+from pydantic import ConfigDict, Field, PrivateAttr, SecretStr
 
+from gatewaykit._http import shared_async_transport
 from gatewaykit.agents._common import (
     AgentError,
+    HeldThreads,
     StopCutter,
     ThreadedAgentModel,
     new_messages,
     text_of,
+)
+from gatewaykit.agents._sync import iterate_sync, run_sync
+from gatewaykit.errors import (
+    AuthenticationFailed,
+    GatewayConnectionError,
+    GatewayError,
+    GatewayTimeout,
+    InvalidRequest,
+    ModelAccessDenied,
+    ModelNotFound,
+    RateLimited,
+    UpstreamError,
 )
 
 if TYPE_CHECKING:
@@ -30,6 +45,17 @@ if TYPE_CHECKING:
 __all__ = ["RemoteAgentChatModel"]
 
 _STREAM_MODES: list[StreamMode] = ["messages-tuple", "values"]
+
+# A 4xx is the caller's or the config's: typed by status, never an agent failure to retry.
+_BY_STATUS: dict[int, type[GatewayError]] = {
+    400: InvalidRequest,
+    401: AuthenticationFailed,
+    403: ModelAccessDenied,
+    404: ModelNotFound,
+    409: InvalidRequest,
+    422: ModelNotFound,
+    429: RateLimited,
+}
 
 
 class RemoteAgentChatModel(ThreadedAgentModel):
@@ -46,9 +72,19 @@ class RemoteAgentChatModel(ThreadedAgentModel):
 
     Without a ``thread_id`` every call is a stateless run that receives the whole conversation.
     With one (call kwarg, ``config["configurable"]["thread_id"]`` or the field), the run goes to
-    that server thread (created on first use) and only the messages after the last AI message
-    of the input are sent. Streaming forwards the tokens of the agent's model calls except those
-    of turns that call tools; usage is reported once, on the closing chunk.
+    that server thread (created on first use); a thread that already holds messages receives
+    only those after the last AI message of the input, a new or empty one the whole history,
+    system prompt included. Streaming forwards the tokens of the agent's model calls except
+    those of turns that call tools; usage is reported once, on the closing chunk.
+
+    The caller's run config reaches the server run: ``recursion_limit``, its own
+    ``configurable`` values and ``tags`` (over :attr:`run_config`), and its ``metadata``.
+    ``timeout`` bounds the whole call, invoke and stream alike
+    (:class:`~gatewaykit.GatewayTimeout`); a server that is down fails at once
+    (:class:`~gatewaykit.GatewayConnectionError`). Failures
+    of a run that reached the server are :class:`AgentError` and never retryable (its tools may
+    have run); a 4xx is the typed error of its status (an unknown assistant:
+    :class:`~gatewaykit.ModelNotFound`). One HTTP client per model, on a process-wide pool.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
@@ -58,15 +94,21 @@ class RemoteAgentChatModel(ThreadedAgentModel):
     assistant_id: str
     """Assistant id or graph id on that server."""
     api_key: SecretStr | None = Field(default=None, exclude=True, repr=False)
-    """Sent as ``x-api-key``; when None, langgraph_sdk reads its usual environment variables."""
+    """Sent as ``x-api-key``; when None, ``LANGGRAPH_API_KEY`` (then ``LANGSMITH_API_KEY``,
+    ``LANGCHAIN_API_KEY``) from the environment, as langgraph_sdk reads them."""
     headers: dict[str, str] | None = Field(default=None, exclude=True, repr=False)
     """Extra request headers."""
     thread_id: str | None = None
     """Default server thread; None means stateless runs."""
     timeout: float | None = None
-    """HTTP timeout in seconds (langgraph_sdk's default when None)."""
+    """Longest wait for a whole call, seconds (None: langgraph_sdk's own limits, 5 s to
+    connect, 300 s between reads)."""
     run_config: dict[str, Any] | None = None
-    """Passed as the run's ``config`` (e.g. ``{"recursion_limit": 50}``)."""
+    """Passed as the run's ``config`` (e.g. ``{"recursion_limit": 50}``); a call's own config
+    wins key by key."""
+
+    _http: Any = PrivateAttr(default=None)
+    _held: HeldThreads = PrivateAttr(default_factory=HeldThreads)
 
     @property
     def name_of_agent(self) -> str:
@@ -80,25 +122,124 @@ class RemoteAgentChatModel(ThreadedAgentModel):
     def _identifying_params(self) -> dict[str, Any]:
         return {"url": self.url, "assistant_id": self.assistant_id}
 
-    # ------------------------------------------------------------------ runs
+    # ------------------------------------------------------------------ the server
 
-    def _client_kwargs(self) -> dict[str, Any]:
-        kw: dict[str, Any] = {"url": self.url, "headers": self.headers}
-        if self.api_key is not None:
-            kw["api_key"] = self.api_key.get_secret_value()
-        if self.timeout is not None:
-            kw["timeout"] = self.timeout
-        return kw
+    def _client(self) -> Any:
+        """This model's langgraph_sdk client, built once on the shared transport."""
+        if self._http is None:
+            import httpx
+            from langgraph_sdk.client import LangGraphClient
 
-    def _run_args(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> _RemoteRun:
+            timeout = (
+                httpx.Timeout(self.timeout)
+                if self.timeout is not None
+                else httpx.Timeout(connect=5, read=300, write=300, pool=5)
+            )
+            http = httpx.AsyncClient(
+                base_url=self.url,
+                transport=shared_async_transport(),
+                timeout=timeout,
+                headers=_headers(self.api_key, self.headers),
+            )
+            self._http = LangGraphClient(http)
+        return self._http
+
+    async def _prepare(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> _RemoteRun:
         thread_id = kwargs.get("thread_id") or self.thread_id
-        sent = new_messages(messages) if thread_id else list(messages)
+        sent = list(messages)
+        if thread_id:
+            trimmed = new_messages(messages)
+            if len(trimmed) < len(sent) and await self._holds_history(str(thread_id)):
+                sent = trimmed
         run_kw: dict[str, Any] = {"input": {"messages": [_to_dict(m) for m in sent]}}
         if thread_id:
             run_kw["if_not_exists"] = "create"
-        if self.run_config:
-            run_kw["config"] = self.run_config
-        return _RemoteRun(self.assistant_id, thread_id, run_kw)
+        caller = kwargs.get("inner_config") or {}
+        config = dict(self.run_config or {})
+        if "recursion_limit" in caller:
+            config["recursion_limit"] = caller["recursion_limit"]
+        if caller.get("configurable"):
+            config["configurable"] = {
+                **(config.get("configurable") or {}),
+                **caller["configurable"],
+            }
+        if caller.get("tags"):
+            config["tags"] = [*(config.get("tags") or []), *caller["tags"]]
+        if config:
+            run_kw["config"] = config
+        if caller.get("metadata"):
+            run_kw["metadata"] = caller["metadata"]
+        return _RemoteRun(self.assistant_id, thread_id, run_kw, self.timeout)
+
+    async def _holds_history(self, thread_id: str) -> bool:
+        """Whether the server thread already holds messages (a new or empty one gets all)."""
+        if thread_id in self._held:
+            return True
+        try:
+            state = await self._client().threads.get_state(thread_id)
+        except Exception as exc:
+            status = getattr(getattr(exc, "response", None), "status_code", None)
+            if status == 404:
+                return False  # not created yet: this run creates it
+            raise
+        values = state.get("values") if isinstance(state, Mapping) else None
+        held = bool(isinstance(values, Mapping) and values.get("messages"))
+        if held:
+            self._held.add(thread_id)
+        return held
+
+    async def _answer(
+        self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
+    ) -> AIMessage:
+        run = await self._start(messages, stop, kwargs)
+        try:
+            async with _deadline(self.timeout):
+                state = await self._client().runs.wait(run.thread, self.assistant_id, **run.run_kw)
+        except AgentError:
+            raise
+        except BaseException as exc:
+            raise run.failed(exc) from exc
+        run.on_values(state)
+        answer = run.final_message()
+        self._held.add(run.thread_id)
+        return answer
+
+    async def _chunks(
+        self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        run = await self._start(messages, stop, kwargs)
+        try:
+            async with _deadline(self.timeout):
+                parts = self._client().runs.stream(
+                    run.thread, self.assistant_id, stream_mode=_STREAM_MODES, **run.run_kw
+                )
+                async for part in parts:
+                    out = run.on_part(part.event, part.data)
+                    if out is not None:
+                        yield out
+        except AgentError:
+            raise
+        except BaseException as exc:
+            if isinstance(exc, GeneratorExit | asyncio.CancelledError) and not run.timed_out:
+                raise
+            raise run.failed(exc) from exc
+        closing = run.closing_chunk()
+        self._held.add(run.thread_id)
+        yield closing
+
+    async def _start(
+        self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
+    ) -> _RemoteRun:
+        try:
+            run = await self._prepare(messages, kwargs)
+        except Exception as exc:
+            raise _RemoteRun(self.assistant_id, kwargs.get("thread_id"), {}, None).failed(
+                exc, reached=False
+            ) from exc
+        run.cutter = StopCutter(stop if stop is not None else self.stop)
+        return run
+
+    # ------------------------------------------------------------------ chat-model hooks
 
     def _generate(
         self,
@@ -107,19 +248,8 @@ class RemoteAgentChatModel(ThreadedAgentModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        from langgraph_sdk import get_sync_client
-
-        run = self._run_args(messages, kwargs)
-        run.cutter = StopCutter(stop if stop is not None else self.stop)
-        client = get_sync_client(**self._client_kwargs())
-        try:
-            state = client.runs.wait(run.thread, self.assistant_id, **run.run_kw)
-        except Exception as exc:
-            raise run.failed(exc) from exc
-        finally:
-            client.close()
-        run.on_values(state)
-        return ChatResult(generations=[ChatGeneration(message=run.final_message())])
+        message = run_sync(lambda: self._answer(messages, stop, kwargs))
+        return ChatResult(generations=[ChatGeneration(message=message)])
 
     async def _agenerate(
         self,
@@ -128,19 +258,8 @@ class RemoteAgentChatModel(ThreadedAgentModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        from langgraph_sdk import get_client
-
-        run = self._run_args(messages, kwargs)
-        run.cutter = StopCutter(stop if stop is not None else self.stop)
-        client = get_client(**self._client_kwargs())
-        try:
-            state = await client.runs.wait(run.thread, self.assistant_id, **run.run_kw)
-        except Exception as exc:
-            raise run.failed(exc) from exc
-        finally:
-            await client.aclose()
-        run.on_values(state)
-        return ChatResult(generations=[ChatGeneration(message=run.final_message())])
+        message = await self._answer(messages, stop, kwargs)
+        return ChatResult(generations=[ChatGeneration(message=message)])
 
     def _stream(
         self,
@@ -149,26 +268,7 @@ class RemoteAgentChatModel(ThreadedAgentModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        from langgraph_sdk import get_sync_client
-
-        run = self._run_args(messages, kwargs)
-        run.cutter = StopCutter(stop if stop is not None else self.stop)
-        client = get_sync_client(**self._client_kwargs())
-        try:
-            parts = client.runs.stream(
-                run.thread, self.assistant_id, stream_mode=_STREAM_MODES, **run.run_kw
-            )
-            for part in parts:
-                out = run.on_part(part.event, part.data)
-                if out is not None:
-                    yield out
-        except AgentError:
-            raise
-        except Exception as exc:
-            raise run.failed(exc) from exc
-        finally:
-            client.close()
-        yield run.closing_chunk()
+        yield from iterate_sync(lambda: self._chunks(messages, stop, kwargs))
 
     async def _astream(
         self,
@@ -177,34 +277,58 @@ class RemoteAgentChatModel(ThreadedAgentModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        from langgraph_sdk import get_client
+        async for chunk in self._chunks(messages, stop, kwargs):
+            yield chunk
 
-        run = self._run_args(messages, kwargs)
-        run.cutter = StopCutter(stop if stop is not None else self.stop)
-        client = get_client(**self._client_kwargs())
-        try:
-            parts = client.runs.stream(
-                run.thread, self.assistant_id, stream_mode=_STREAM_MODES, **run.run_kw
-            )
-            async for part in parts:
-                out = run.on_part(part.event, part.data)
-                if out is not None:
-                    yield out
-        except AgentError:
-            raise
-        except Exception as exc:
-            raise run.failed(exc) from exc
-        finally:
-            await client.aclose()
-        yield run.closing_chunk()
+
+class _deadline:
+    """``asyncio.timeout`` when a timeout is set, else nothing."""
+
+    def __init__(self, seconds: float | None) -> None:
+        self._cm: Any = asyncio.timeout(seconds) if seconds is not None else None
+
+    async def __aenter__(self) -> None:
+        if self._cm is not None:
+            await self._cm.__aenter__()
+
+    async def __aexit__(self, *exc: Any) -> bool | None:
+        if self._cm is not None:
+            return await self._cm.__aexit__(*exc)  # type: ignore[no-any-return]
+        return None
+
+
+def _headers(api_key: SecretStr | None, extra: Mapping[str, str] | None) -> dict[str, str]:
+    """langgraph_sdk's request headers: its user agent, the extra ones, ``x-api-key``."""
+    import os
+
+    import langgraph_sdk
+
+    headers = {"User-Agent": f"langgraph-sdk-py/{langgraph_sdk.__version__}", **(extra or {})}
+    key = api_key.get_secret_value() if api_key is not None else None
+    if key is None:
+        for name in ("LANGGRAPH_API_KEY", "LANGSMITH_API_KEY", "LANGCHAIN_API_KEY"):
+            if os.environ.get(name):
+                key = os.environ[name]
+                break
+    if key:
+        headers["x-api-key"] = key
+    return headers
 
 
 class _RemoteRun:
     """One server run: what was streamed, and how the answer is read from the final state."""
 
-    def __init__(self, assistant_id: str, thread_id: str | None, run_kw: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        assistant_id: str,
+        thread_id: str | None,
+        run_kw: dict[str, Any],
+        timeout: float | None,
+    ) -> None:
         self.name = assistant_id
         self.thread_id = thread_id
+        self.timeout = timeout
+        self.timed_out = False
         self.thread: Any = thread_id  # langgraph_sdk's overloads spell "no thread" separately
         self.run_kw = run_kw
         self.state: Any = None
@@ -212,7 +336,22 @@ class _RemoteRun:
         self.tool_turns: set[str] = set()
         self.cutter = StopCutter(None)
 
-    def failed(self, exc: BaseException) -> AgentError:
+    def failed(self, exc: BaseException, *, reached: bool = True) -> GatewayError:
+        """The typed error of a failed call. Only what surely never reached the server (no
+        connection, a 429, a 5xx before the run) may be retried; a run that reached it may have
+        run its tools, so its failure, a timeout included, is not retryable."""
+        import httpx
+
+        where = f"remote agent {self.name!r}"
+        common: dict[str, Any] = {"model_group": self.name}
+        if isinstance(exc, TimeoutError | httpx.TimeoutException):
+            connect = isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout)
+            limit = f" within {self.timeout:g} s" if self.timeout is not None else ""
+            err: GatewayError = GatewayTimeout(f"{where} did not answer{limit}", **common)
+            err.is_retryable = connect  # a run that started may still be running
+            return err
+        if isinstance(exc, httpx.ConnectError):
+            return GatewayConnectionError(f"{where} is unreachable at its url: {exc}", **common)
         response = getattr(exc, "response", None)
         status = getattr(response, "status_code", None)
         if isinstance(status, int):
@@ -221,13 +360,18 @@ class _RemoteRun:
                 detail = str(response.text)[:500]  # type: ignore[union-attr]
             except Exception:
                 detail = str(exc)
-            message = f"HTTP {status}: {detail}"
+            message = f"{where} failed: HTTP {status}: {detail}"
+            typed = _BY_STATUS.get(status)
+            if typed is not None:
+                return typed(message, status=status, **common)
+            if status >= 500 and not reached:
+                return UpstreamError(message, status=status, **common)
         elif type(exc) is Exception:
-            message = str(exc)  # langgraph_sdk's run-error wrapper: the text is the error
+            message = f"{where} failed: {exc}"  # langgraph_sdk's run-error wrapper
         else:
-            message = f"{type(exc).__name__}: {exc}"
+            message = f"{where} failed: {type(exc).__name__}: {exc}"
         return AgentError(
-            f"remote agent {self.name!r} failed: {message}",
+            message,
             agent=self.name,
             thread_id=self.thread_id,
             partial_text="".join(self.forwarded.values()),
