@@ -1,25 +1,26 @@
 """A LangGraph agent served as a chat model, fully offline.
 
-A small ReAct agent (a model node and a tool node: a calculator and a clock) runs on
+An agent built with LangChain's own ``create_agent`` (a calculator and a clock) runs on
 GatewayChatModel against an embedded MockGateway scripted to call both tools, then answer.
 AgentChatModel turns the agent into a ``BaseChatModel``:
 
 1. ``invoke``: the final answer only, with the usage of every inner model call summed;
 2. ``stream``: the answer's tokens, without the tool-calling turns;
 3. inside another graph's node: each token streamed once;
-4. a thread (with a checkpointer): the agent remembers the conversation;
-5. a failing agent: a typed ``AgentError`` naming it, never an empty answer.
+4. a thread (with a checkpointer): a new thread gets the whole history, then remembers it;
+5. a failing agent: a typed ``AgentError`` naming it, never an empty answer, never retried;
+6. the caller's ``recursion_limit`` bounds an agent that would loop on its tools.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from langchain_core.messages import BaseMessage, HumanMessage
+from langchain.agents import create_agent
+from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from langchain_core.tools import tool
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, MessagesState, StateGraph
-from langgraph.prebuilt import ToolNode, tools_condition
 from pydantic import SecretStr
 
 from gatewaykit import GatewayChatModel
@@ -66,18 +67,8 @@ def script(gw: MockGateway) -> None:
 def build_agent(gw: MockGateway, checkpointer: Any = None) -> Any:
     llm = GatewayChatModel(
         base_url=gw.base_url, api_key=SecretStr("sk-demo"), model=MODEL, max_retries=0
-    ).bind_tools(TOOLS)
-
-    def call_model(state: MessagesState) -> dict[str, Any]:
-        return {"messages": [llm.invoke(state["messages"])]}
-
-    builder = StateGraph(MessagesState)
-    builder.add_node("model", call_model)
-    builder.add_node("tools", ToolNode(TOOLS))
-    builder.add_edge(START, "model")
-    builder.add_conditional_edges("model", tools_condition)
-    builder.add_edge("tools", "model")
-    return builder.compile(checkpointer=checkpointer, name="math-agent")
+    )
+    return create_agent(llm, tools=TOOLS, checkpointer=checkpointer, name="math-agent")
 
 
 def main() -> None:
@@ -117,13 +108,20 @@ def main() -> None:
         print(f"  each token once: {text == ANSWER}")
 
         print("4. thread")
-        gw.script(MODEL, [Behavior(content="Hello Ada."), Behavior(content="You are Ada.")])
+        gw.script(MODEL, [Behavior(content="Arr, you are Ada."), Behavior(content="Still Ada.")])
         saver = InMemorySaver()
         remembering = AgentChatModel(graph=build_agent(gw, saver), agent_name="memo")
         config: Any = {"configurable": {"thread_id": "demo-thread"}}
-        first = remembering.invoke([HumanMessage("I am Ada.")], config)
-        history: list[BaseMessage] = [HumanMessage("I am Ada."), first, HumanMessage("Who am I?")]
-        second = remembering.invoke(history, config)
+        # A conversation begun elsewhere: the new thread receives all of it, system prompt too.
+        history: list[BaseMessage] = [
+            SystemMessage("Talk like a pirate."),
+            HumanMessage("I am Ada."),
+            HumanMessage("Who am I?"),
+        ]
+        first = remembering.invoke(history, config)
+        seen = [m["role"] for m in gw.requests_for(MODEL)[-1].body["messages"]]  # type: ignore[index]
+        print(f"  turn 1 on a new thread: the model saw {seen}")
+        second = remembering.invoke([*history, first, HumanMessage("And now?")], config)
         stored = saver.get_tuple(config)
         count = len(stored.checkpoint["channel_values"]["messages"]) if stored else 0
         print(f"  turn 2: {second.content} (thread demo-thread holds {count} messages)")
@@ -133,7 +131,15 @@ def main() -> None:
         try:
             model.invoke("What is 6*7?")
         except AgentError as exc:
-            print(f"  AgentError(agent={exc.agent}): {str(exc)[:60]}...")
+            print(f"  AgentError(agent={exc.agent}, retryable={exc.is_retryable}): {str(exc)[:50]}")
+
+        print("6. the caller's recursion limit")
+        gw.script(MODEL, [Behavior(tool_calls=[{"name": "current_time", "arguments": {}}])])
+        before = gw.count(MODEL)
+        try:
+            model.invoke("Loop forever", config={"recursion_limit": 4})
+        except AgentError:
+            print(f"  stopped after {gw.count(MODEL) - before} model calls (recursion_limit 4)")
 
 
 if __name__ == "__main__":

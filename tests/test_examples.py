@@ -42,8 +42,10 @@ EXPECTED = {
         "tool calls: ['calculator', 'current_time']",
         "returned tool calls: []",
         "each token once: True",
-        "holds 4 messages",
-        "AgentError(agent=math-agent)",
+        "the model saw ['system', 'user', 'user']",
+        "holds 6 messages",
+        "AgentError(agent=math-agent, retryable=False)",
+        "stopped after 2 model calls (recursion_limit 4)",
     ],
     "budgets_and_cache.py": [
         "call 2: BudgetExceeded(scope=team)",
