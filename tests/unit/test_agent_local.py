@@ -7,6 +7,7 @@ from typing import Any, TypedDict
 
 import pytest
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
+from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import tool
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, MessagesState, StateGraph
@@ -307,3 +308,97 @@ def test_agent_stopping_on_an_interrupt_is_an_error() -> None:
         model.invoke("hi", thread_id="t-9")
     with pytest.raises(AgentError, match="agent 'hitl' stopped on an interrupt"):
         list(model.stream("hi", thread_id="t-10"))
+
+
+# --- the caller's run config, new threads, side effects (LangChain's create_agent) ----------
+
+LOOP = Behavior(tool_calls=[{"name": "current_time", "arguments": {}}])
+"""The model calls a tool on every turn: only a recursion limit ends the run."""
+
+
+def lc_agent(gw: MockGateway, **kw: Any) -> Any:
+    from langchain.agents import create_agent
+
+    return create_agent(llm(gw), tools=TOOLS, **kw)
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+async def test_the_callers_recursion_limit_bounds_the_run(gw: MockGateway, use_async: bool) -> None:
+    gw.script(MODEL, LOOP)
+    model = AgentChatModel(graph=lc_agent(gw), recursion_limit=50)
+    with pytest.raises(AgentError, match="GraphRecursionError") as info:
+        if use_async:
+            await model.ainvoke("loop", config={"recursion_limit": 4})
+        else:
+            model.invoke("loop", config={"recursion_limit": 4})
+    assert gw.count(MODEL) == 2  # model, tools, model, tools: then the limit
+    assert info.value.kind == "agent" and info.value.is_retryable is False
+
+
+def test_the_callers_configurable_tags_and_metadata_reach_the_graph(gw: MockGateway) -> None:
+    seen: dict[str, Any] = {}
+
+    def node(state: MessagesState, config: RunnableConfig) -> dict[str, Any]:
+        seen.update(
+            configurable=dict(config["configurable"]),
+            tags=list(config.get("tags") or []),
+            metadata=dict(config.get("metadata") or {}),
+        )
+        return {"messages": [AIMessage(content="done")]}
+
+    g = StateGraph(MessagesState)
+    g.add_node("node", node)
+    g.add_edge(START, "node")
+    g.add_edge("node", END)
+    model = AgentChatModel(graph=g.compile(name="cfg"))
+    config: Any = {
+        "configurable": {"user_id": "u-1", "__pregel_secret": "x", "checkpoint_ns": "parent"},
+        "tags": ["team-a"],
+        "metadata": {"request": "r-9", "langgraph_node": "parent-node"},
+    }
+    assert model.invoke("hi", config=config).content == "done"
+    assert seen["configurable"].get("user_id") == "u-1"
+    assert "__pregel_secret" not in seen["configurable"]
+    assert seen["configurable"].get("checkpoint_ns", "") != "parent"
+    assert "team-a" in seen["tags"]
+    assert seen["metadata"].get("request") == "r-9"
+    assert seen["metadata"].get("langgraph_node") != "parent-node"
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+async def test_a_new_thread_receives_the_whole_history(gw: MockGateway, use_async: bool) -> None:
+    from langchain_core.messages import SystemMessage
+
+    gw.script(MODEL, [Behavior(content="Ada."), Behavior(content="Still Ada.")])
+    model = AgentChatModel(graph=lc_agent(gw, checkpointer=InMemorySaver()))
+    history = [
+        SystemMessage("You are a pirate."),
+        HumanMessage("I'm Ada."),
+        AIMessage("Arr."),
+        HumanMessage("Name?"),
+    ]
+    call = model.ainvoke if use_async else model.invoke
+    first = (
+        await call(history, thread_id="t-new") if use_async else call(history, thread_id="t-new")
+    )
+    sent = gw.requests_for(MODEL)[-1].body
+    assert sent is not None
+    assert [m["role"] for m in sent["messages"]] == ["system", "user", "assistant", "user"]
+    # The thread holds it now: only the new turn is added, nothing twice.
+    follow = [*history, first, HumanMessage("Again?")]
+    if use_async:
+        await model.ainvoke(follow, thread_id="t-new")
+    else:
+        model.invoke(follow, thread_id="t-new")
+    sent = gw.requests_for(MODEL)[-1].body
+    assert sent is not None
+    roles = [m["role"] for m in sent["messages"]]
+    assert roles == ["system", "user", "assistant", "user", "assistant", "user"]
+
+
+def test_per_call_sampling_settings_are_refused_not_ignored(gw: MockGateway) -> None:
+    model = agent(gw)
+    for key, value in (("temperature", 0.2), ("max_tokens", 5), ("seed", 1)):
+        with pytest.raises(ValueError, match=key):
+            model.invoke("hi", **{key: value})
+    assert gw.count(MODEL) == 0

@@ -124,13 +124,19 @@ class AgentChatModel(ThreadedAgentModel):
     def _holds_history(self, thread_id: str | None) -> bool:
         if thread_id is None or self.input_mapper is not None:
             return False
-        snapshot = self.graph.get_state({"configurable": {"thread_id": thread_id}})
+        try:
+            snapshot = self.graph.get_state({"configurable": {"thread_id": thread_id}})
+        except (ValueError, NotImplementedError):  # a checkpointer that cannot be read here
+            return True  # then trust the thread to hold what came before
         return _has_messages(snapshot)
 
     async def _aholds_history(self, thread_id: str | None) -> bool:
         if thread_id is None or self.input_mapper is not None:
             return False
-        snapshot = await self.graph.aget_state({"configurable": {"thread_id": thread_id}})
+        try:
+            snapshot = await self.graph.aget_state({"configurable": {"thread_id": thread_id}})
+        except (ValueError, NotImplementedError):
+            return True
         return _has_messages(snapshot)
 
     def _begin(
