@@ -303,6 +303,13 @@ class Deployment:
             object.__setattr__(self, "provider", provider)
             object.__setattr__(self, "upstream_model", upstream)
             object.__setattr__(self, "is_agent", self.model.startswith(_AGENT_PREFIXES))
+        if self.is_agent:
+            # An agent runs its own tools and answers in text: it returns no tool calls and
+            # no JSON-schema answer, so the router never picks it for a request needing them
+            # (unless its model_info says otherwise).
+            for cap in ("supports_function_calling", "supports_response_schema"):
+                if getattr(self, cap) is None:
+                    object.__setattr__(self, cap, False)
         for name in ("litellm_params", "model_info", "extra", "env_extra"):
             value = getattr(self, name)
             if not isinstance(value, MappingProxyType):

@@ -1,10 +1,15 @@
 """The OpenAI-compatible server face: real uvicorn, real clients (OpenAI SDK, ChatOpenAI, httpx,
-and a real LiteLLM proxy calling the served models as an ``openai/`` upstream)."""
+and a real LiteLLM proxy calling the served models as an ``openai/`` upstream); a router call's
+latency while agent calls (to the A2A face of ``gatewaykit serve`` in its own process) are in
+flight."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
+import statistics
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -21,8 +26,10 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, Tool
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
+from pydantic import SecretStr
 
 from gatewaykit import RateLimited, RouterChatModel
+from gatewaykit.agents import A2AAgentChatModel
 from gatewaykit.agents.serve import create_app
 from gatewaykit.testing import AppServer, Behavior, MockGateway
 
@@ -498,34 +505,30 @@ def test_cli_serve_builds_routers(
     assert all(isinstance(m, RouterChatModel) for m in seen["models"].values())
     assert seen["api_keys"] == ["sk-one-1234567", "sk-two-1234567"]
     assert seen["port"] == 9999
-    assert main(["serve", "--config", str(path), "--model", "b", "--api-key", "sk-x"]) == 0
+    assert seen["max_body_bytes"] == 8 * 1024 * 1024
+    argv = ["serve", "--config", str(path), "--model", "b", "--api-key", "sk-x"]
+    assert main([*argv, "--max-body-bytes", "1048576"]) == 0
     assert list(seen["models"]) == ["b"] and seen["api_keys"] == ["sk-x"]
+    assert seen["max_body_bytes"] == 1048576
+    with pytest.raises(SystemExit):
+        main([*argv, "--max-body-bytes", "0"])
     with pytest.raises(Exception, match="nope"):
         main(["serve", "--config", str(path), "--model", "nope"])
 
 
-def test_cli_serve_subprocess(upstream: MockGateway, tmp_path: Path) -> None:
-    cfg = {
-        "model_list": [
-            {
-                "model_name": "fast",
-                "litellm_params": {
-                    "model": "openai/fast-1",
-                    "api_base": upstream.base_url,
-                    "api_key": "k",
-                },
-            }
-        ]
-    }
+@contextlib.contextmanager
+def gatewaykit_serve(config: dict[str, Any], tmp_path: Path, *args: str) -> Iterator[str]:
+    """``gatewaykit serve`` on ``config`` in its own process (keys: ``KEY``), until the block
+    ends; yields its root URL. Its log is ``tmp_path/serve.log``, quoted when it fails."""
     path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(cfg))
+    path.write_text(yaml.safe_dump(config))
     port = _free_port()
     exe = Path(_litellm_bin()).with_name("gatewaykit")
     log = tmp_path / "serve.log"
     env = {**os.environ, "GATEWAYKIT_SERVE_KEYS": KEY}
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [str(exe), "serve", "--config", str(path), "--port", str(port)],
+            [str(exe), "serve", "--config", str(path), "--port", str(port), *args],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,
@@ -543,16 +546,42 @@ def test_cli_serve_subprocess(upstream: MockGateway, tmp_path: Path) -> None:
             if time.monotonic() > deadline:
                 pytest.fail(f"gatewaykit serve did not start:\n{log.read_text()[-3000:]}")
             time.sleep(0.1)
-        c = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=KEY, max_retries=0)
-        assert [m.id for m in c.models.list()] == ["fast"]
-        out = c.chat.completions.create(model="fast", messages=[{"role": "user", "content": "hi"}])
-        assert out.choices[0].message.content
+        yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()
         try:
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def one_group(name: str, upstream_model: str, api_base: str) -> dict[str, Any]:
+    return {
+        "model_list": [
+            {
+                "model_name": name,
+                "litellm_params": {
+                    "model": f"openai/{upstream_model}",
+                    "api_base": api_base,
+                    "api_key": "k",
+                },
+            }
+        ]
+    }
+
+
+def test_cli_serve_subprocess(upstream: MockGateway, tmp_path: Path) -> None:
+    cfg = one_group("fast", "fast-1", upstream.base_url)
+    with gatewaykit_serve(cfg, tmp_path, "--max-body-bytes", "4096") as url:
+        c = openai.OpenAI(base_url=f"{url}/v1", api_key=KEY, max_retries=0)
+        assert [m.id for m in c.models.list()] == ["fast"]
+        out = c.chat.completions.create(model="fast", messages=[{"role": "user", "content": "hi"}])
+        assert out.choices[0].message.content
+        with pytest.raises(openai.APIStatusError) as too_big:
+            c.chat.completions.create(
+                model="fast", messages=[{"role": "user", "content": "x" * 8192}]
+            )
+        assert too_big.value.status_code == 413
 
 
 # --- /metrics ----------------------------------------------------------------------------------
@@ -603,3 +632,88 @@ def test_metrics_route_counts_served_calls(upstream: MockGateway) -> None:
     assert KEY not in scrape.text
     app_off = create_app({"agent": EchoAgent()}, metrics=False)
     assert all(getattr(r, "path", "") != "/metrics" for r in app_off.routes)
+
+
+# --- a router call while agent calls are in flight --------------------------------------------
+
+AGENT_CALLS_IN_FLIGHT = 50
+PROBES = 30
+RESTARTS = 2 * AGENT_CALLS_IN_FLIGHT
+
+
+async def _router_latencies(http: httpx.AsyncClient, n: int) -> list[float]:
+    """``n`` sequential router calls through serve; milliseconds each."""
+    body = {"model": "smart", "messages": [{"role": "user", "content": "quick one"}]}
+    out = []
+    for _ in range(n):
+        start = time.perf_counter()
+        r = await http.post("/chat/completions", json=body)
+        assert r.status_code == 200, r.text
+        out.append((time.perf_counter() - start) * 1e3)
+    return out
+
+
+async def _idle_and_loaded(base_url: str) -> tuple[list[float], list[float], int]:
+    """Router latencies idle, then while ``AGENT_CALLS_IN_FLIGHT`` callers keep one agent call
+    each in flight; and how many agent calls were answered meanwhile."""
+    limits = httpx.Limits(max_connections=AGENT_CALLS_IN_FLIGHT + 10)
+    agent_body = {"model": "agent", "messages": [{"role": "user", "content": "hello agent"}]}
+    async with httpx.AsyncClient(base_url=base_url, timeout=120, limits=limits) as http:
+        for _ in range(3):  # warm-up: connections, the agent card, the router's first call
+            assert (await http.post("/chat/completions", json=agent_body)).status_code == 200
+        await _router_latencies(http, 5)
+        idle = await _router_latencies(http, PROBES)
+        stop = asyncio.Event()
+        answered = 0
+
+        async def caller() -> None:
+            nonlocal answered
+            while not stop.is_set():
+                r = await http.post("/chat/completions", json=agent_body)
+                assert r.status_code == 200, r.text
+                assert r.json()["choices"][0]["message"]["content"]
+                answered += 1
+
+        callers = [asyncio.create_task(caller()) for _ in range(AGENT_CALLS_IN_FLIGHT)]
+        # Probe until RESTARTS agent calls have ended (and their callers sent the next), so
+        # calls end and start all through the probes, not in one burst of sends at the start.
+        loaded: list[float] = []
+        deadline = time.monotonic() + 60
+        while len(loaded) < PROBES or answered < RESTARTS:
+            assert time.monotonic() < deadline, f"{answered} agent calls answered in 60 s"
+            loaded += await _router_latencies(http, 1)
+            await asyncio.sleep(0.01)
+        stop.set()
+        await asyncio.gather(*callers)
+    return idle, loaded, answered
+
+
+def test_router_latency_holds_while_agent_calls_are_in_flight(tmp_path: Path) -> None:
+    with MockGateway("process", record=False) as gw:  # its own process: no share of the GIL
+        gw.script("load-agent", [Behavior(latency_ms=150)])
+        # The A2A peer: `gatewaykit serve` in its own process (a2a-sdk's server), whose model
+        # answers in 150 ms.
+        peer_config = one_group("slow", "load-agent", gw.base_url)
+        with gatewaykit_serve(peer_config, tmp_path) as peer:
+            models: dict[str, BaseChatModel] = {
+                "smart": RouterChatModel.from_config(
+                    one_group("smart", "load-smart", gw.base_url), model="smart"
+                ),
+                "agent": A2AAgentChatModel(
+                    url=f"{peer}/a2a/slow", api_key=SecretStr(KEY), timeout=120
+                ),
+            }
+            with Server(create_app(models, metrics=False)) as s:
+                idle, loaded, answered = asyncio.run(_idle_and_loaded(s.base_url))
+    idle_p50, loaded_p50 = statistics.median(idle), statistics.median(loaded)
+    # Not a benchmark (benchmarks/serve_load.py is): the bound only catches an event loop that
+    # agent calls block for tens to hundreds of milliseconds at a time.
+    bound = max(5 * idle_p50, idle_p50 + 50)
+    report = (
+        f"router p50 idle {idle_p50:.1f} ms, with {AGENT_CALLS_IN_FLIGHT} agent calls in flight "
+        f"{loaded_p50:.1f} ms over {len(loaded)} calls (bound {bound:.1f} ms); {answered} agent "
+        "calls answered"
+    )
+    print(report)
+    assert answered >= RESTARTS, report
+    assert loaded_p50 < bound, report

@@ -29,64 +29,32 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import (
-    AIMessage,
-    AIMessageChunk,
-    BaseMessage,
-    convert_to_messages,
-)
-from langchain_core.runnables import Runnable
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from gatewaykit._redact import redact
+from gatewaykit.agents._body_limit import DEFAULT_MAX_BODY_BYTES, BodyLimit, checked_limit
+from gatewaykit.agents._serve_request import (
+    THREAD_ID_HEADER,
+    Call,
+    ServeError,
+    prepare,
+    target_of,
+)
 from gatewaykit.errors import GatewayError
 
 if TYPE_CHECKING:
     from gatewaykit.observability.metrics import GatewayMetrics
 
-__all__ = ["ServeError", "create_app", "serve"]
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "THREAD_ID_HEADER", "ServeError", "create_app", "serve"]
 
 log = logging.getLogger(__name__)
 
 _NO_USAGE = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
-_FORWARDED = ("temperature", "top_p", "seed", "presence_penalty", "frequency_penalty")
-
-
-class ServeError(Exception):
-    """A request the server refuses, rendered as an OpenAI-shaped error body."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        type: str = "invalid_request_error",
-        code: str | None = None,
-        param: str | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.type = type
-        self.code = code
-        self.param = param
-        self.headers = dict(headers or {})
-
-    def body(self) -> dict[str, Any]:
-        return {
-            "error": {
-                "message": self.message,
-                "type": self.type,
-                "param": self.param,
-                "code": self.code if self.code is not None else str(self.status),
-            }
-        }
-
-    def response(self) -> JSONResponse:
-        return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
 
 
 def _from_exception(exc: BaseException) -> ServeError:
@@ -105,74 +73,6 @@ def _from_exception(exc: BaseException) -> ServeError:
     return ServeError(
         500, f"internal error ({type(exc).__name__})", "internal_server_error", "internal_error"
     )
-
-
-# --- request parsing -------------------------------------------------------------------------
-
-
-def _parse_messages(raw: Any) -> list[BaseMessage]:
-    if not isinstance(raw, list) or not raw:
-        raise ServeError(400, "'messages' must be a non-empty array", param="messages")
-    for i, m in enumerate(raw):
-        if not isinstance(m, Mapping):
-            raise ServeError(400, f"messages[{i}] must be an object", param=f"messages[{i}]")
-        role = m.get("role")
-        if role not in ("system", "developer", "user", "assistant", "tool", "function"):
-            raise ServeError(
-                400, f"messages[{i}].role is missing or invalid: {role!r}", param=f"messages[{i}]"
-            )
-        if role == "tool" and not m.get("tool_call_id"):
-            raise ServeError(
-                400, f"messages[{i}] has role 'tool' but no tool_call_id", param=f"messages[{i}]"
-            )
-        if "content" not in m and not m.get("tool_calls"):
-            raise ServeError(400, f"messages[{i}] has no content", param=f"messages[{i}]")
-    cleaned = []
-    for m in raw:
-        d = dict(m)
-        if d.get("content") is None:
-            d["content"] = ""
-        if d.get("role") == "developer":
-            d["role"] = "system"
-        cleaned.append(d)
-    try:
-        return convert_to_messages(cleaned)
-    except Exception as exc:  # langchain_core raises several types for bad shapes
-        raise ServeError(
-            400, f"malformed messages: {redact(str(exc))[:300]}", param="messages"
-        ) from None
-
-
-def _runnable_for(model: BaseChatModel, body: Mapping[str, Any]) -> Runnable[Any, Any]:
-    runnable: Runnable[Any, Any] = model
-    tools = body.get("tools")
-    if tools:
-        if not isinstance(tools, list):
-            raise ServeError(400, "'tools' must be an array", param="tools")
-        tool_choice = body.get("tool_choice")
-        extra: dict[str, Any] = {}
-        if body.get("parallel_tool_calls") is not None:
-            extra["parallel_tool_calls"] = body["parallel_tool_calls"]
-        try:
-            runnable = model.bind_tools(tools, tool_choice=tool_choice, **extra)
-        except NotImplementedError:
-            raise ServeError(400, "this model does not support tools", param="tools") from None
-        except (TypeError, ValueError, KeyError) as exc:
-            raise ServeError(400, f"invalid tools: {exc}", param="tools") from None
-    kwargs: dict[str, Any] = {k: body[k] for k in _FORWARDED if body.get(k) is not None}
-    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
-    if max_tokens is not None:
-        if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
-            raise ServeError(400, "'max_tokens' must be a positive integer", param="max_tokens")
-        kwargs["max_tokens"] = max_tokens
-    stop = body.get("stop")
-    if stop is not None:
-        if isinstance(stop, str):
-            stop = [stop]
-        if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
-            raise ServeError(400, "'stop' must be a string or an array of strings", param="stop")
-        kwargs["stop"] = stop
-    return runnable.bind(**kwargs) if kwargs else runnable
 
 
 # --- response rendering ----------------------------------------------------------------------
@@ -368,6 +268,7 @@ def create_app(
     api_keys: Sequence[str] | None = None,
     a2a: bool = True,
     metrics: GatewayMetrics | bool = True,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> Starlette:
     """An OpenAI-compatible app serving each of ``models`` under its name.
 
@@ -375,10 +276,18 @@ def create_app(
     ``Authorization: Bearer <one of them>`` (or ``x-api-key``); Prometheus sends it as a bearer
     token. ``a2a=False`` leaves out the A2A routes. ``metrics`` (default: the process-wide
     :func:`~gatewaykit.observability.default_metrics`) records every served call and is scraped
-    at ``GET /metrics``; ``metrics=False`` leaves both out.
+    at ``GET /metrics``; ``metrics=False`` leaves both out. A request body over
+    ``max_body_bytes`` (default 8 MiB) is answered 413 without being read whole.
+
+    A field a model cannot honour (``tools`` or ``response_format`` for an agent, ``n > 1``,
+    ``logprobs``...) is refused with 400 rather than dropped; a checkpointed agent takes its
+    thread id from the ``x-gatewaykit-thread-id`` header or ``metadata.thread_id``
+    (``docs/serve.md`` has the whole table).
     """
     if not models:
         raise ValueError("create_app() needs at least one model")
+    # A bad limit fails here, not on the first request.
+    limit = Middleware(BodyLimit, max_body_bytes=checked_limit(max_body_bytes))
     recorder: GatewayMetrics | None = None
     if metrics is True:
         from gatewaykit.observability.metrics import default_metrics
@@ -389,6 +298,7 @@ def create_app(
     served = dict(models)
     if recorder is not None:
         served = {name: recorder.instrument(model) for name, model in served.items()}
+    targets = {name: target_of(name, model) for name, model in served.items()}
     keys = [k.encode() for k in (api_keys or []) if k]
 
     def check_auth(request: Request) -> None:
@@ -450,27 +360,20 @@ def create_app(
             name = body.get("model")
             model = lookup(name)
             assert isinstance(name, str)
-            messages = _parse_messages(body.get("messages"))
-            n = body.get("n")
-            if n is not None and n != 1:
-                raise ServeError(400, "only n=1 is supported", param="n")
-            runnable = _runnable_for(model, body)
-            if not body.get("stream"):
+            call = prepare(targets[name], model, body, request.headers)
+            if not call.stream:
                 try:
-                    result = await runnable.ainvoke(messages)
+                    result = await call.runnable.ainvoke(call.messages, call.config)
                 except Exception as exc:
                     raise _from_exception(exc) from None
+                call.check(result)
                 return JSONResponse(_completion(name, result))
-            opts = body.get("stream_options")
-            include_usage = isinstance(opts, Mapping) and bool(opts.get("include_usage"))
-            return await _stream(name, runnable, messages, include_usage)
+            return await _stream(name, call)
         except ServeError as e:
             return e.response()
 
-    async def _stream(
-        name: str, runnable: Runnable[Any, Any], messages: list[BaseMessage], include_usage: bool
-    ) -> Response:
-        it = runnable.astream(messages).__aiter__()
+    async def _stream(name: str, call: Call) -> Response:
+        it = call.runnable.astream(call.messages, call.config).__aiter__()
         # The first chunk is awaited before answering, so an up-front failure keeps its status.
         try:
             first: Any = await it.__anext__()
@@ -491,6 +394,7 @@ def create_app(
                         ev = writer.chunk(chunk)
                         if ev:
                             yield ev
+                call.check(writer.total)
             except Exception as exc:
                 err = _from_exception(exc)
                 yield _sse(err.body())
@@ -501,7 +405,7 @@ def create_app(
                     with contextlib.suppress(Exception):
                         await aclose()
             yield writer.finish_event()
-            if include_usage:
+            if call.include_usage:
                 yield writer.usage_event()
             yield b"data: [DONE]\n\n"
 
@@ -553,7 +457,7 @@ def create_app(
             describe_error=describe_error,
             secured=bool(keys),
         )
-    app = Starlette(routes=routes)
+    app = Starlette(routes=routes, middleware=[limit])
     if recorder is not None:
         from gatewaykit.observability.asgi import mount_metrics
 
@@ -568,8 +472,10 @@ def serve(
     api_keys: Sequence[str] | None = None,
     *,
     log_level: str = "info",
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> None:
     """Run :func:`create_app` on uvicorn until interrupted."""
     import uvicorn
 
-    uvicorn.run(create_app(models, api_keys=api_keys), host=host, port=port, log_level=log_level)
+    app = create_app(models, api_keys=api_keys, max_body_bytes=max_body_bytes)
+    uvicorn.run(app, host=host, port=port, log_level=log_level)

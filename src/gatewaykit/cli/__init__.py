@@ -97,6 +97,12 @@ def _parser() -> argparse.ArgumentParser:
         help="accepted bearer key (repeatable; default: comma-separated $GATEWAYKIT_SERVE_KEYS,"
         " none means no auth)",
     )
+    s.add_argument(
+        "--max-body-bytes",
+        type=_positive,
+        default=None,
+        help="largest request body accepted, in bytes; bigger ones get 413 (default 8 MiB)",
+    )
 
     b = sub.add_parser("bench", help="overhead over bare ChatOpenAI, on a MockGateway")
     b.add_argument("--n", type=_positive, default=200, help="timed calls per variant (default 200)")
@@ -137,7 +143,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         keys = args.api_key or [
             k.strip() for k in os.environ.get("GATEWAYKIT_SERVE_KEYS", "").split(",") if k.strip()
         ]
-        return serve_config(args.config, args.model, args.host, args.port, keys)
+        return serve_config(
+            args.config, args.model, args.host, args.port, keys, args.max_body_bytes
+        )
     if args.command == "check":
         from gatewaykit.cli.check import run_check
 
