@@ -402,3 +402,26 @@ def test_per_call_sampling_settings_are_refused_not_ignored(gw: MockGateway) -> 
         with pytest.raises(ValueError, match=key):
             model.invoke("hi", **{key: value})
     assert gw.count(MODEL) == 0
+
+
+def test_a_guarded_agent_keeps_its_thread_and_recursion_limit(gw: MockGateway) -> None:
+    from gatewaykit.guardrails import PIIGuardrail, with_guardrails
+
+    gw.script(MODEL, [Behavior(content="Hello Ada."), Behavior(content="You are Ada.")])
+    saver = InMemorySaver()
+    guarded = with_guardrails(
+        AgentChatModel(graph=lc_agent(gw, checkpointer=saver)), [PIIGuardrail()]
+    )
+    config: Any = {"configurable": {"thread_id": "guarded-1"}}
+    first = guarded.invoke([HumanMessage("I am Ada, ada@example.com")], config)
+    guarded.invoke([HumanMessage("I am Ada, ada@example.com"), first, HumanMessage("Who?")], config)
+    stored = saver.get_tuple(config)
+    assert stored is not None and len(stored.checkpoint["channel_values"]["messages"]) == 4
+    # The masked address reached the agent, never the raw one.
+    assert all("ada@example.com" not in str(r.body) for r in gw.requests_for(MODEL))
+    gw.script(MODEL, LOOP)
+    stateless = with_guardrails(AgentChatModel(graph=lc_agent(gw)), [PIIGuardrail()])
+    before = gw.count(MODEL)
+    with pytest.raises(AgentError, match="GraphRecursionError"):
+        stateless.invoke("loop", {"recursion_limit": 4})
+    assert gw.count(MODEL) - before == 2

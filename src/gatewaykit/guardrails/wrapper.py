@@ -20,6 +20,7 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.tools import BaseTool
 from pydantic import ConfigDict, Field, field_validator
 
+from gatewaykit._run_config import RunConfigChatModel
 from gatewaykit.config_errors import ConfigError, ConfigProblem
 from gatewaykit.guardrails.runner import ActiveGuardrails, GuardrailSet, as_guardrail
 
@@ -36,7 +37,7 @@ def _accepts_gateway_guardrails(model: Any) -> bool:
     return type(inner).__name__ == "RouterChatModel"
 
 
-class GuardedChatModel(BaseChatModel):
+class GuardedChatModel(RunConfigChatModel):
     """A chat model with local guardrails around another one.
 
     The wrapped model receives the masked messages; the caller receives the masked answer.
@@ -157,7 +158,18 @@ class GuardedChatModel(BaseChatModel):
 
     # ------------------------------------------------------------------ calls
 
-    def _split(self, kwargs: dict[str, Any]) -> tuple[ActiveGuardrails, dict[str, Any]]:
+    def _call_options(self, config: RunnableConfig | None, kwargs: dict[str, Any]) -> Any:
+        # The caller's configurable values (a thread id, for one) and recursion limit are for
+        # the wrapped model: an agent behind guardrails keeps its conversation.
+        caller = {
+            k: config[k] for k in ("configurable", "recursion_limit") if config and k in config
+        }  # type: ignore[literal-required]
+        return {**kwargs, "caller_config": caller} if caller else kwargs
+
+    def _split(
+        self, kwargs: dict[str, Any]
+    ) -> tuple[ActiveGuardrails, dict[str, Any], dict[str, Any]]:
+        caller: dict[str, Any] = kwargs.pop("caller_config", None) or {}
         toggles = kwargs.pop("guardrails", None)
         gs = self._set
         active = gs.select(toggles)
@@ -172,12 +184,15 @@ class GuardedChatModel(BaseChatModel):
                     )
                 )
             kwargs["guardrails"] = remote
-        return active, kwargs
+        return active, kwargs, caller
 
-    def _config(self, run_manager: Any) -> RunnableConfig | None:
+    def _config(self, run_manager: Any, caller: dict[str, Any]) -> RunnableConfig | None:
+        cfg: RunnableConfig = {**caller}  # type: ignore[typeddict-item]
         if self.trace_inner and run_manager is not None:
-            return {"callbacks": run_manager.get_child()}
-        return {"callbacks": []}
+            cfg["callbacks"] = run_manager.get_child()
+        else:
+            cfg["callbacks"] = []
+        return cfg
 
     def _generate(
         self,
@@ -186,9 +201,9 @@ class GuardedChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        active, kwargs = self._split(kwargs)
+        active, kwargs, caller = self._split(kwargs)
         guarded = active.pre(messages)
-        out = self.model.invoke(guarded, self._config(run_manager), stop=stop, **kwargs)
+        out = self.model.invoke(guarded, self._config(run_manager, caller), stop=stop, **kwargs)
         message = _as_ai(out)
         return ChatResult(generations=[ChatGeneration(message=active.post(message))])
 
@@ -199,9 +214,11 @@ class GuardedChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        active, kwargs = self._split(kwargs)
+        active, kwargs, caller = self._split(kwargs)
         guarded = await active.apre(messages)
-        out = await self.model.ainvoke(guarded, self._config(run_manager), stop=stop, **kwargs)
+        out = await self.model.ainvoke(
+            guarded, self._config(run_manager, caller), stop=stop, **kwargs
+        )
         message = _as_ai(out)
         return ChatResult(generations=[ChatGeneration(message=await active.apost(message))])
 
@@ -212,11 +229,13 @@ class GuardedChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        active, kwargs = self._split(kwargs)
+        active, kwargs, caller = self._split(kwargs)
         guarded = active.pre(messages)
         source = (
             ChatGenerationChunk(message=c)  # type: ignore[arg-type]
-            for c in self.model.stream(guarded, self._config(run_manager), stop=stop, **kwargs)
+            for c in self.model.stream(
+                guarded, self._config(run_manager, caller), stop=stop, **kwargs
+            )
         )
         yield from active.stream(source, run_manager)
 
@@ -227,12 +246,12 @@ class GuardedChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        active, kwargs = self._split(kwargs)
+        active, kwargs, caller = self._split(kwargs)
         guarded = await active.apre(messages)
 
         async def source() -> AsyncIterator[ChatGenerationChunk]:
             async for c in self.model.astream(
-                guarded, self._config(run_manager), stop=stop, **kwargs
+                guarded, self._config(run_manager, caller), stop=stop, **kwargs
             ):
                 yield ChatGenerationChunk(message=c)  # type: ignore[arg-type]
 
