@@ -19,6 +19,7 @@ __all__ = [
     "LIMITS",
     "PerLoopAsyncTransport",
     "async_client_for",
+    "aclose_shared_transport",
     "shared_async_transport",
     "shared_sync_transport",
 ]
@@ -143,3 +144,11 @@ def shared_sync_transport() -> httpx.BaseTransport:
                     httpx.HTTPTransport(limits=LIMITS, retries=0)
                 )
     return transport  # type: ignore[no-any-return]
+
+
+async def aclose_shared_transport() -> None:
+    """Close the running event loop's connections in the shared pool (a server shutting down);
+    a later call on the same loop opens new ones."""
+    shared = _SHARED.get("async")
+    if isinstance(shared, _Shared):
+        await shared._inner.aclose()

@@ -521,3 +521,20 @@ def test_default_limit_is_8_mib() -> None:
 def test_max_body_bytes_must_be_positive() -> None:
     with pytest.raises(ValueError, match="max_body_bytes"):
         create_app({"echo": Echo()}, metrics=False, max_body_bytes=0)
+
+
+async def test_shutdown_closes_this_loops_agent_connections() -> None:
+    """The agent models' connections live in a process-wide pool: a server that stops closes
+    its event loop's share of it."""
+    import asyncio
+
+    from gatewaykit._http import shared_async_transport
+
+    inner = shared_async_transport()._inner  # type: ignore[attr-defined]
+    inner._transport()  # this loop's pool, as an agent call would open it
+    loop = asyncio.get_running_loop()
+    assert loop in inner._by_loop
+    app = create_app({"echo": Echo()}, metrics=False)
+    async with app.router.lifespan_context(app):
+        pass
+    assert loop not in inner._by_loop

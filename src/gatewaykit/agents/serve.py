@@ -457,7 +457,15 @@ def create_app(
             describe_error=describe_error,
             secured=bool(keys),
         )
-    app = Starlette(routes=routes, middleware=[limit])
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        yield
+        # The agent models' connections live in the process-wide pool: close this loop's.
+        from gatewaykit._http import aclose_shared_transport
+
+        await aclose_shared_transport()
+
+    app = Starlette(routes=routes, middleware=[limit], lifespan=lifespan)
     if recorder is not None:
         from gatewaykit.observability.asgi import mount_metrics
 
