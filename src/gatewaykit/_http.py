@@ -18,8 +18,8 @@ import httpx
 __all__ = [
     "LIMITS",
     "PerLoopAsyncTransport",
-    "async_client_for",
     "aclose_shared_transport",
+    "async_client_for",
     "shared_async_transport",
     "shared_sync_transport",
 ]

@@ -457,6 +457,7 @@ def create_app(
             describe_error=describe_error,
             secured=bool(keys),
         )
+
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         yield
