@@ -144,8 +144,15 @@ class RemoteAgentChatModel(ThreadedAgentModel):
             self._http = LangGraphClient(http)
         return self._http
 
-    async def _prepare(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> _RemoteRun:
-        thread_id = kwargs.get("thread_id") or self.thread_id
+    def _new_run(self, stop: list[str] | None, kwargs: dict[str, Any]) -> _RemoteRun:
+        run = _RemoteRun(self.assistant_id, kwargs.get("thread_id") or self.thread_id, self.timeout)
+        run.cutter = StopCutter(stop if stop is not None else self.stop)
+        return run
+
+    async def _run_kw(
+        self, messages: list[BaseMessage], kwargs: dict[str, Any], thread_id: str | None
+    ) -> dict[str, Any]:
+        """The run's arguments: the messages the thread does not hold yet, the run config."""
         sent = list(messages)
         if thread_id:
             trimmed = new_messages(messages)
@@ -169,7 +176,7 @@ class RemoteAgentChatModel(ThreadedAgentModel):
             run_kw["config"] = config
         if caller.get("metadata"):
             run_kw["metadata"] = caller["metadata"]
-        return _RemoteRun(self.assistant_id, thread_id, run_kw, self.timeout)
+        return run_kw
 
     async def _holds_history(self, thread_id: str) -> bool:
         """Whether the server thread already holds messages (a new or empty one gets all)."""
@@ -191,13 +198,15 @@ class RemoteAgentChatModel(ThreadedAgentModel):
     async def _answer(
         self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
     ) -> AIMessage:
-        run = await self._start(messages, stop, kwargs)
+        run = self._new_run(stop, kwargs)
         try:
-            async with _deadline(self.timeout):
+            async with asyncio.timeout(self.timeout):  # the history check included
+                run.run_kw = await self._run_kw(messages, kwargs, run.thread_id)
+                run.sent = True
                 state = await self._client().runs.wait(run.thread, self.assistant_id, **run.run_kw)
         except AgentError:
             raise
-        except BaseException as exc:
+        except Exception as exc:  # a cancellation is not a failure: it propagates as it is
             raise run.failed(exc) from exc
         run.on_values(state)
         answer = run.final_message()
@@ -207,9 +216,11 @@ class RemoteAgentChatModel(ThreadedAgentModel):
     async def _chunks(
         self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
     ) -> AsyncIterator[ChatGenerationChunk]:
-        run = await self._start(messages, stop, kwargs)
+        run = self._new_run(stop, kwargs)
         try:
-            async with _deadline(self.timeout):
+            async with asyncio.timeout(self.timeout):  # the history check included
+                run.run_kw = await self._run_kw(messages, kwargs, run.thread_id)
+                run.sent = True
                 parts = self._client().runs.stream(
                     run.thread, self.assistant_id, stream_mode=_STREAM_MODES, **run.run_kw
                 )
@@ -219,25 +230,11 @@ class RemoteAgentChatModel(ThreadedAgentModel):
                         yield out
         except AgentError:
             raise
-        except BaseException as exc:
-            if isinstance(exc, GeneratorExit | asyncio.CancelledError) and not run.timed_out:
-                raise
+        except Exception as exc:  # a cancellation or a closed stream propagates as it is
             raise run.failed(exc) from exc
         closing = run.closing_chunk()
         self._held.add(run.thread_id)
         yield closing
-
-    async def _start(
-        self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
-    ) -> _RemoteRun:
-        try:
-            run = await self._prepare(messages, kwargs)
-        except Exception as exc:
-            raise _RemoteRun(self.assistant_id, kwargs.get("thread_id"), {}, None).failed(
-                exc, reached=False
-            ) from exc
-        run.cutter = StopCutter(stop if stop is not None else self.stop)
-        return run
 
     # ------------------------------------------------------------------ chat-model hooks
 
@@ -281,22 +278,6 @@ class RemoteAgentChatModel(ThreadedAgentModel):
             yield chunk
 
 
-class _deadline:
-    """``asyncio.timeout`` when a timeout is set, else nothing."""
-
-    def __init__(self, seconds: float | None) -> None:
-        self._cm: Any = asyncio.timeout(seconds) if seconds is not None else None
-
-    async def __aenter__(self) -> None:
-        if self._cm is not None:
-            await self._cm.__aenter__()
-
-    async def __aexit__(self, *exc: Any) -> bool | None:
-        if self._cm is not None:
-            return await self._cm.__aexit__(*exc)  # type: ignore[no-any-return]
-        return None
-
-
 def _headers(api_key: SecretStr | None, extra: Mapping[str, str] | None) -> dict[str, str]:
     """langgraph_sdk's request headers: its user agent, the extra ones, ``x-api-key``."""
     import os
@@ -318,25 +299,20 @@ def _headers(api_key: SecretStr | None, extra: Mapping[str, str] | None) -> dict
 class _RemoteRun:
     """One server run: what was streamed, and how the answer is read from the final state."""
 
-    def __init__(
-        self,
-        assistant_id: str,
-        thread_id: str | None,
-        run_kw: dict[str, Any],
-        timeout: float | None,
-    ) -> None:
+    def __init__(self, assistant_id: str, thread_id: str | None, timeout: float | None) -> None:
         self.name = assistant_id
         self.thread_id = thread_id
         self.timeout = timeout
-        self.timed_out = False
         self.thread: Any = thread_id  # langgraph_sdk's overloads spell "no thread" separately
-        self.run_kw = run_kw
+        self.run_kw: dict[str, Any] = {}
+        self.sent = False
+        """Whether the run was sent (before: only the thread's history was asked for)."""
         self.state: Any = None
         self.forwarded: dict[str, str] = {}
         self.tool_turns: set[str] = set()
         self.cutter = StopCutter(None)
 
-    def failed(self, exc: BaseException, *, reached: bool = True) -> GatewayError:
+    def failed(self, exc: BaseException) -> GatewayError:
         """The typed error of a failed call. Only what surely never reached the server (no
         connection, a 429, a 5xx before the run) may be retried; a run that reached it may have
         run its tools, so its failure, a timeout included, is not retryable."""
@@ -348,7 +324,7 @@ class _RemoteRun:
             connect = isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout)
             limit = f" within {self.timeout:g} s" if self.timeout is not None else ""
             err: GatewayError = GatewayTimeout(f"{where} did not answer{limit}", **common)
-            err.is_retryable = connect  # a run that started may still be running
+            err.is_retryable = connect or not self.sent  # a sent run may still be running
             return err
         if isinstance(exc, httpx.ConnectError):
             return GatewayConnectionError(f"{where} is unreachable at its url: {exc}", **common)
@@ -364,7 +340,7 @@ class _RemoteRun:
             typed = _BY_STATUS.get(status)
             if typed is not None:
                 return typed(message, status=status, **common)
-            if status >= 500 and not reached:
+            if status >= 500 and not self.sent:
                 return UpstreamError(message, status=status, **common)
         elif type(exc) is Exception:
             message = f"{where} failed: {exc}"  # langgraph_sdk's run-error wrapper

@@ -393,11 +393,13 @@ class RouterEngine:
         self._note_exhausted(state, kind, adm.reasons)
         if self.fallback(state, kind):
             return Look(state["group"])
-        known = adm.earliest("known")
         # The end of a health cooldown lets one trial through: worth one waiter, not a queue.
-        trials = [r for r in adm.recoveries if r.kind == "trial" and self._may_wait(r, req, now)]
-        trial = min(trials, key=lambda r: r.at) if trials else None
-        best = min((r for r in (known, trial) if r is not None), key=lambda r: r.at, default=None)
+        worth = [
+            r
+            for r in adm.recoveries
+            if r.kind == "known" or (r.kind == "trial" and self._may_wait(r, req, now))
+        ]
+        best = min(worth, key=lambda r: r.at, default=None)
         if best is not None:
             wait = max(best.at - now, 0.001)
             if wait <= req.max_wait and now + wait < req.deadline:
