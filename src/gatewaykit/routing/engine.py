@@ -43,7 +43,7 @@ from gatewaykit.errors import ContextWindowExceeded, GatewayError, NoDeploymentA
 from gatewaykit.routing import strategies as st
 from gatewaykit.routing.deployments import deployment_model
 from gatewaykit.routing.health import CooldownPolicy, RetryPolicy, is_available
-from gatewaykit.routing.outcomes import PER_DEPLOYMENT_KINDS, routed_cost
+from gatewaykit.routing.outcomes import PER_DEPLOYMENT_KINDS
 from gatewaykit.routing.redis_store import store_from_config
 from gatewaykit.routing.state import (
     Call,
@@ -632,7 +632,7 @@ class RouterEngine:
         if state.get("waited_s"):
             meta["waited_ms"] = round(state["waited_s"] * 1000, 3)
         if served is not None and result is not None:
-            meta["cost"] = routed_cost(served, result)
+            meta["cost"] = state.get("cost", 0.0)
         return meta
 
 

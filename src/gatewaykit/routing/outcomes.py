@@ -44,7 +44,6 @@ __all__ = [
     "record_failure",
     "record_success",
     "reserve",
-    "routed_cost",
     "settle",
 ]
 
@@ -145,7 +144,8 @@ def record_success(
     dep = call.deployment
     req = state["request"]
     latency = now - started
-    cost = routed_cost(dep, result)
+    gateway = _gateway_info(result)
+    cost = _cost(dep, result, gateway)
     settle(engine, state, cost)
     engine.store.release(
         dep.id,
@@ -159,7 +159,7 @@ def record_success(
             cost=cost,
         ),
     )
-    exhausted_for = _exhausted_rate_limit(result)
+    exhausted_for = _exhausted_rate_limit(gateway)
     if exhausted_for and len(engine.group(state["group"])) > 1:
         # The deployment said it has no requests (or tokens) left until a reset: the next
         # call there would be a 429, so send it to a sibling until then.
@@ -170,6 +170,7 @@ def record_success(
     )
     state["result"] = result
     state["served"] = dep
+    state["cost"] = cost
     state["done"] = True
 
 
@@ -297,10 +298,9 @@ def _gateway_info(result: ChatResult) -> Mapping[str, Any] | None:
     return info if isinstance(info, Mapping) else None
 
 
-def _exhausted_rate_limit(result: ChatResult) -> float | None:
-    """Seconds until the deployment has requests (or tokens) again, when its answer said it
-    has none left, else None."""
-    info = _gateway_info(result)
+def _exhausted_rate_limit(info: Mapping[str, Any] | None) -> float | None:
+    """Seconds until the deployment has requests (or tokens) again, when its answer (the
+    gateway's record of it) said it has none left, else None."""
     limits = info.get("rate_limit") if info else None
     if not isinstance(limits, Mapping):
         return None
@@ -323,11 +323,10 @@ def _usage_tokens(result: ChatResult) -> int:
     return int(usage.get("total_tokens", 0)) if usage else 0
 
 
-def routed_cost(dep: Deployment, result: ChatResult) -> float:
+def _cost(dep: Deployment, result: ChatResult, gw: Mapping[str, Any] | None) -> float:
     """The gateway's reported cost when present, else the configured per-token prices."""
     if not result.generations:
         return 0.0
-    gw = _gateway_info(result)
     return _call_cost(
         gw.get("response_cost") if gw else None,
         getattr(result.generations[0].message, "usage_metadata", None),

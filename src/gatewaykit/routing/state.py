@@ -142,6 +142,8 @@ class RouterState(TypedDict, total=False):
     result: ChatResult | None
     error: BaseException | None
     served: Deployment | None
+    cost: float
+    """What the served call cost (the gateway's figure, else the configured prices)."""
     reservation: Reservation | None
     waited_s: float
     done: bool
